@@ -322,7 +322,7 @@ class Session:
                 )
             )
             return
-        if not message.data:
+        if not message.data or stream.pending_close is not None:
             return
         stream.inbox.append(message.data)
         stream.inbox_size += len(message.data)
@@ -333,14 +333,19 @@ class Session:
             self._send_message(frames.Pause(stream.conn_id))
 
     def _on_error(self, message: frames.Error) -> None:
-        stream = self._streams.pop(message.conn_id, None)
-        if stream is None:
+        stream = self._streams.get(message.conn_id)
+        if stream is None or stream.pending_close is not None:
             # Late and duplicate Errors are normal: the Go side sends one
             # from each end of its pipe.
             return
-        # Like the Go library: answer with the same error, then close.
+        # Like the Go library: answer with the same error, then close once
+        # the consumer has read what arrived before it (no data is lost on a
+        # graceful close). Until then the stream stays registered, so a
+        # paused consumer can still resume and drain it.
         self._send_message(frames.Error(message.conn_id, message.text))
         stream.pending_close = message.text
+        stream.closing = message.text
+        stream.outbox.clear()
         self._deliver(stream)
 
     def _on_pause(self, conn_id: int, paused: bool) -> None:
@@ -349,7 +354,7 @@ class Session:
             self.stats.pauses_received += 1
         else:
             self.stats.resumes_received += 1
-        if stream is None or stream.peer_paused == paused:
+        if stream is None or stream.peer_paused == paused or stream.pending_close is not None:
             return
         stream.peer_paused = paused
         if stream.handler is None:
@@ -389,8 +394,9 @@ class Session:
                 self.stats.resumes_sent += 1
                 self._send_message(frames.Resume(stream.conn_id))
             if stream.pending_close is not None and not stream.inbox:
-                reason, stream.pending_close = stream.pending_close, None
-                self._finish(stream, reason)
+                if self._streams.get(stream.conn_id) is stream:
+                    del self._streams[stream.conn_id]
+                self._finish(stream, stream.pending_close)
         finally:
             stream.delivering = False
 
@@ -472,6 +478,21 @@ class Session:
             self._deliver(stream)
 
     # -- session level ---------------------------------------------------
+
+    def pause_all_writers(self) -> None:
+        """
+        The websocket cannot take more for now (its transport's buffer is
+        full): ask every stream's writer to stop.
+        """
+        for stream in list(self._streams.values()):
+            if stream.handler is not None and not stream.peer_paused:
+                stream.handler.pause_writing()
+
+    def resume_all_writers(self) -> None:
+        """The websocket drained: writers Rancher has not paused may go on."""
+        for stream in list(self._streams.values()):
+            if stream.handler is not None and not stream.peer_paused:
+                stream.handler.resume_writing()
 
     def send_sync_connections(self) -> None:
         """Send the sorted list of open connection ids (every 60 s)."""

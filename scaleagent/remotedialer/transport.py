@@ -170,6 +170,20 @@ class StreamTransport:
     def getPeer(self) -> TunnelAddress:
         return self._peer
 
+    # twisted.web's HTTPChannel tunes these on TCP transports; a tunnelled
+    # stream has no socket of its own, so they are accepted and ignored.
+    def setTcpNoDelay(self, enabled: bool) -> None:
+        pass
+
+    def getTcpNoDelay(self) -> bool:
+        return True
+
+    def setTcpKeepAlive(self, enabled: bool) -> None:
+        pass
+
+    def getTcpKeepAlive(self) -> bool:
+        return False
+
     def getHost(self) -> TunnelAddress:
         return self._host
 

@@ -52,6 +52,7 @@ DEFAULT_LISTEN_ADDRESS = "tcp:9090:interface=127.0.0.1"
 DEFAULT_API_ADDRESS = "10.43.0.1:443"
 DEFAULT_CONNECT_CONCURRENCY = 10
 DEFAULT_LOG_LEVEL = "info"
+DEFAULT_RANCHER_POLL_INTERVAL = 30.0
 
 #: Keys of the Go tool that mean nothing here; accepted with a warning so
 #: an old file keeps working.
@@ -87,8 +88,9 @@ _BOOLEANS = {
     "0": False,
 }
 
-# Rancher API keys are "token-<5 lower-case alphanumerics>:<secret>".
-_BEARER_TOKEN = re.compile(r"\Atoken-[a-z0-9]+:[A-Za-z0-9]+\Z")
+# Rancher API keys are "<name>:<secret>" ("token-xxxxx:..." for norman
+# tokens); newer token kinds use other names, so only the shape is checked.
+_BEARER_TOKEN = re.compile(r"\A[^\s:]+:[^\s]+\Z")
 _LINE = re.compile(r"\A([A-Za-z][A-Za-z0-9_.-]*)\s*:(.*)\Z")
 _TRAILING_COMMENT = re.compile(r"\s+#.*\Z")
 
@@ -123,6 +125,12 @@ class Config:
     @ivar state_dir: where cluster state is kept.
     @ivar api_address: the API address simulated clusters announce.
     @ivar connect_concurrency: how many clusters connect at the same time.
+    @ivar ca_certs: a PEM file of CA certificates trusted for Rancher's
+        management API besides the system roots (a Rancher with a private
+        CA); the tunnels verify Rancher as the agent does, from the
+        manifest's CA checksum.
+    @ivar rancher_poll_interval: seconds between reads of every cluster's
+        state in Rancher (one shared list request); 0 turns it off.
     @ivar config_directory: the directory holding the configuration file
         (the legacy C{config/} subdirectory when that layout is used).
     @ivar config_file: the file read.
@@ -139,6 +147,8 @@ class Config:
     state_dir: Path = Path(".")
     api_address: str = DEFAULT_API_ADDRESS
     connect_concurrency: int = DEFAULT_CONNECT_CONCURRENCY
+    ca_certs: Optional[Path] = None
+    rancher_poll_interval: float = DEFAULT_RANCHER_POLL_INTERVAL
     config_directory: Path = Path(".")
     config_file: Path = Path(CONFIG_FILE_NAME)
     template_file: Path = Path(TEMPLATE_FILE_NAME)
@@ -171,6 +181,8 @@ class Config:
             ("StateDir", str(self.state_dir)),
             ("APIAddress", self.api_address),
             ("ConnectConcurrency", str(self.connect_concurrency)),
+            ("CACerts", "(none)" if self.ca_certs is None else str(self.ca_certs)),
+            ("RancherPollInterval", f"{self.rancher_poll_interval:g}"),
             ("ConfigFile", str(self.config_file)),
             ("Template", str(self.template_file)),
         ]
@@ -222,6 +234,28 @@ def _parse_bearer_token(value: str) -> str:
         # Never echo it: it is a credential, perhaps only mistyped.
         raise _InvalidValue("not a Rancher API key (expected token-xxxxx:secret)")
     return value
+
+
+def _parse_ca_file(value: str) -> Path:
+    path = Path(value).expanduser()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise _InvalidValue(f"cannot read {_quoted(str(path))}: {error.strerror or error}") from None
+    if "-----BEGIN CERTIFICATE-----" not in text:
+        raise _InvalidValue(f"{_quoted(str(path))} holds no PEM certificate")
+    # Absolute, so that daemonising (which changes directory) keeps it.
+    return path.absolute()
+
+
+def _parse_seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise _InvalidValue(f"not a number of seconds: {_quoted(value)}") from None
+    if seconds < 0 or seconds != seconds:
+        raise _InvalidValue(f"not a number of seconds: {_quoted(value)}")
+    return seconds
 
 
 def _parse_control_token(value: str) -> str:
@@ -302,6 +336,8 @@ _KEYS = {
         _Key("StateDir", "state_dir", _parse_path),
         _Key("APIAddress", "api_address", _parse_api_address),
         _Key("ConnectConcurrency", "connect_concurrency", _parse_positive_integer),
+        _Key("CACerts", "ca_certs", _parse_ca_file),
+        _Key("RancherPollInterval", "rancher_poll_interval", _parse_seconds),
     )
 }
 _OBSOLETE = {name.lower(): name for name in OBSOLETE_KEYS}

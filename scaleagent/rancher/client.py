@@ -328,6 +328,24 @@ class RancherClient:
         )
         return document or {}
 
+    async def cluster_states(self, page_size: int = 1000) -> dict[str, str]:
+        """
+        The state (C{active}, C{pending}, C{unavailable}...) of every
+        cluster, by id, in as few requests as Rancher's pagination allows:
+        one shared poll serves every simulated cluster.
+        """
+        states: dict[str, str] = {}
+        path: Optional[str] = "/v3/clusters?" + urlencode({"limit": page_size})
+        pages = 0
+        while path and pages < 1000:
+            pages += 1
+            _, document = await self._request("GET", path, "listing clusters")
+            for cluster in (document or {}).get("data") or []:
+                if cluster.get("id"):
+                    states[str(cluster["id"])] = str(cluster.get("state") or "")
+            path = ((document or {}).get("pagination") or {}).get("next")
+        return states
+
     async def delete_cluster(self, ref: ClusterRef) -> None:
         """Delete a cluster; one that is already gone is not an error."""
         if ref.api == "v1":

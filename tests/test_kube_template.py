@@ -14,14 +14,13 @@ from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from scaleagent.config import DEFAULT_TEMPLATE_NAME, bundled_templates_dir
 from scaleagent.kube.template import (
-    DEFAULT_TEMPLATE,
     DEFAULT_VERSION_INFO,
     ClusterContext,
     ClusterTemplate,
     Seed,
     TemplateError,
-    bundled_templates_directory,
 )
 
 FIXTURES = Path(__file__).parent / "fixtures" / "templates"
@@ -71,9 +70,7 @@ def default_template() -> ClusterTemplate:
     # Loaded once for the module: the schema check of ~290 objects is the
     # slow part.
     if not _DEFAULT:
-        directory = bundled_templates_directory()
-        assert directory is not None
-        _DEFAULT.append(ClusterTemplate.load(directory / DEFAULT_TEMPLATE))
+        _DEFAULT.append(ClusterTemplate.load(bundled_templates_dir() / DEFAULT_TEMPLATE_NAME))
     return _DEFAULT[0]
 
 

@@ -2123,30 +2123,3 @@ def _convert_legacy(
             }
         )
     return prelude + manifests, version_info
-
-
-# Bundled templates
-
-
-DEFAULT_TEMPLATE = "k3s-v1.28.yaml"
-"""The template copied to C{cluster.yaml} on first run."""
-
-
-def bundled_templates_directory() -> Path | None:
-    """
-    Where the templates shipped with scaleagent are: beside the package in a
-    source checkout, or under C{<prefix>/share/scaleagent/cluster_templates}
-    when installed.
-
-    @return: the directory, or C{None} if neither exists.
-    """
-    import sys
-
-    candidates = [
-        Path(__file__).resolve().parent.parent.parent / "cluster_templates",
-        Path(sys.prefix) / "share" / "scaleagent" / "cluster_templates",
-    ]
-    for candidate in candidates:
-        if (candidate / DEFAULT_TEMPLATE).is_file():
-            return candidate
-    return None

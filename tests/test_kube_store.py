@@ -2154,3 +2154,49 @@ class MemoryTests(SynchronousTestCase):
 if __name__ == "__main__":
     for label, size in memory_report().items():
         print(f"{label}: {size:.0f} bytes per store")
+
+
+class CreateStatusTests(SynchronousTestCase):
+    """
+    What each built-in strategy does with a status sent on create.
+    """
+
+    def test_node_keeps_its_status(self) -> None:
+        """Kubelets register Nodes with their status; it is kept."""
+        store = make_store()
+        status = {"conditions": [{"type": "Ready", "status": "True"}], "capacity": {"cpu": "4"}}
+        created = store.create(
+            NODES,
+            "",
+            {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}, "status": status},
+        )
+        self.assertEqual(created["status"], status)
+
+    def test_pod_starts_pending_with_qos_class(self) -> None:
+        store = make_store()
+
+        def pod(name: str, resources: dict) -> dict:
+            return store.create(
+                PODS,
+                "default",
+                {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "metadata": {"name": name},
+                    "spec": {"containers": [{"name": "c", "image": "x", "resources": resources}]},
+                    "status": {"phase": "Running"},
+                },
+            )
+
+        self.assertEqual(pod("best", {})["status"], {"phase": "Pending", "qosClass": "BestEffort"})
+        limits = {"cpu": "1", "memory": "1Gi"}
+        self.assertEqual(pod("guaranteed", {"limits": limits})["status"]["qosClass"], "Guaranteed")
+        self.assertEqual(
+            pod("burstable", {"requests": {"cpu": "100m"}})["status"]["qosClass"], "Burstable"
+        )
+
+    def test_deployment_status_dropped(self) -> None:
+        store = make_store()
+        body = deployment("web")
+        body["status"] = {"replicas": 3}
+        self.assertNotIn("status", store.create(DEPLOYMENTS, "default", body))

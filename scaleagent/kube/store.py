@@ -124,6 +124,12 @@ _GENERATE_NAME_ATTEMPTS = 8
 # Built-in resources whose strategies never set metadata.generation although
 # they have a spec. Everything else with a spec gets generation 1 on create,
 # as Deployments do (and custom resources, with or without a spec).
+# Kubelets register Nodes with their status, and the node strategy keeps
+# it; every other built-in strategy with a status subresource resets it on
+# create (pods to Pending, below).
+_KEEPS_STATUS_ON_CREATE = frozenset({("", "nodes")})
+_PODS: GroupResource = ("", "pods")
+
 _NO_GENERATION = frozenset(
     {
         ("", "namespaces"),
@@ -1838,7 +1844,9 @@ class ObjectStore:
             new["status"] = {"phase": "Active"}
             _default_namespace_label(metadata)
             return
-        if resource_type.has_status:
+        if group_resource == _PODS:
+            new["status"] = {"phase": "Pending", "qosClass": _pod_qos_class(new.get("spec") or {})}
+        elif resource_type.has_status and group_resource not in _KEEPS_STATUS_ON_CREATE:
             new.pop("status", None)
         # Custom resources always start at generation 1; built-in
         # strategies set it for resources with a spec.
@@ -2088,6 +2096,29 @@ _NO_SEEDS = SeedSet()
 # Seed indexes by their entries, alive as long as a store uses them. An
 # index holds its entries, so an entry here always describes live objects.
 _SHARED_SEED_SETS: weakref.WeakValueDictionary[tuple, SeedSet] = weakref.WeakValueDictionary()
+
+
+def _pod_qos_class(spec: Mapping) -> str:
+    """
+    The QoS class the pod strategy records on create: Guaranteed when every
+    container limits CPU and memory with requests equal to the limits,
+    BestEffort when none asks for anything, Burstable otherwise.
+    """
+    containers = list(spec.get("containers") or ()) + list(spec.get("initContainers") or ())
+    requested = False
+    guaranteed = bool(containers)
+    for container in containers:
+        resources = container.get("resources") or {}
+        limits = resources.get("limits") or {}
+        requests = resources.get("requests") or limits
+        if limits or resources.get("requests"):
+            requested = True
+        for name in ("cpu", "memory"):
+            if name not in limits or requests.get(name) != limits.get(name):
+                guaranteed = False
+    if guaranteed:
+        return "Guaranteed"
+    return "Burstable" if requested else "BestEffort"
 
 
 def _spec_changed(new: Mapping, old: Mapping) -> bool:

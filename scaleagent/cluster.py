@@ -30,7 +30,7 @@ import enum
 import random
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from twisted.application.service import MultiService
@@ -56,6 +56,9 @@ RETRY_MAX = 300.0
 RETRY_SLOW = 600.0
 
 RECORD_VERSION = 1
+
+#: How long before its import a simulated cluster appears to have existed.
+CLUSTER_AGE = timedelta(days=1)
 
 
 class ClusterPhase(enum.Enum):
@@ -338,7 +341,11 @@ class SimulatedCluster(MultiService):
         from .kube.cluster import KubeCluster
         from .kube.template import ClusterContext
 
-        context = ClusterContext(self.name, self.uid_seed, self.created_at)
+        # The template's timeline ({{ created + 10m }}) starts when the
+        # cluster was born; a real cluster exists before it is imported, so
+        # its objects are dated a day before this record was created, which
+        # also keeps every template offset in the past.
+        context = ClusterContext(self.name, self.uid_seed, self.created_at - CLUSTER_AGE)
         restored = self.fleet.state.load_objects(self.name)
         import_objects = settings.objects if settings is not None else ()
         self.kube = KubeCluster.create(
@@ -479,6 +486,8 @@ class SimulatedCluster(MultiService):
         self._set_phase(ClusterPhase.DELETING)
         for stopping in self._stop_tunnels():
             await stopping
+        if self.kube is not None:
+            self.kube.close()
         if self.rancher.cluster_id:
             ref = ClusterRef(self.rancher.cluster_id, self.name, self.rancher.api or "v3")
             try:

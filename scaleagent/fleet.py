@@ -305,15 +305,12 @@ class Fleet(MultiService):
         self._polling.addCallbacks(got, failed).addBoth(done)
 
     def _node_tick(self) -> None:
-        now = datetime.fromtimestamp(self.clock.seconds(), timezone.utc)
+        now = self.clock.seconds()
         slot = self._node_slot
         self._node_slot = (slot + 1) % NODE_SLOTS
         for index, cluster in enumerate(list(self.clusters.values())):
-            if index % NODE_SLOTS != slot or cluster.kube is None:
-                continue
-            heartbeat = getattr(getattr(cluster.kube, "controllers", None), "heartbeat", None)
-            if heartbeat is not None:
-                heartbeat(now)
+            if index % NODE_SLOTS == slot and cluster.kube is not None:
+                cluster.kube.heartbeat(now)
 
     # -- metrics -----------------------------------------------------------------
 

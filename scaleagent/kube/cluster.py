@@ -48,6 +48,12 @@ __all__ = ["ClusterStats", "KubeCluster"]
 
 _CRDS = ("apiextensions.k8s.io", "customresourcedefinitions")
 
+#: Watch events kept per resource for resuming watches. A real apiserver's
+#: watch cache starts at 100 per resource; a watch that falls further
+#: behind gets 410 and its informer relists. Thousands of clusters make a
+#: large history expensive (every kept event pins an old object).
+WATCH_HISTORY = 200
+
 # Schema indexes extended with CRD schemas, by a digest of those schemas:
 # clusters with the same CRDs share one.
 _SCHEMA_CACHE: dict[tuple[int, str], SchemaIndex] = {}
@@ -197,10 +203,21 @@ class KubeCluster:
             return datetime.fromtimestamp(clock.seconds(), timezone.utc)
 
         if restored_changes is None:
-            store = ObjectStore(seed.entries, seed.render, seed.initial_resource_version, now=now)
+            store = ObjectStore(
+                seed.entries,
+                seed.render,
+                seed.initial_resource_version,
+                now=now,
+                history_limit=WATCH_HISTORY,
+            )
         else:
             store = ObjectStore.restore(
-                seed.entries, seed.render, restored_changes, seed.initial_resource_version, now=now
+                seed.entries,
+                seed.render,
+                restored_changes,
+                seed.initial_resource_version,
+                now=now,
+                history_limit=WATCH_HISTORY,
             )
         cluster = cls(template, context, identity, clock, store, seed.registry)
         if _controllers is not None:

@@ -2200,3 +2200,75 @@ class CreateStatusTests(SynchronousTestCase):
         body = deployment("web")
         body["status"] = {"replicas": 3}
         self.assertNotIn("status", store.create(DEPLOYMENTS, "default", body))
+
+
+class HistoryAgeTests(SynchronousTestCase):
+    """
+    The watch history keeps a time window, not every event: old versions of
+    often-updated objects are not pinned forever.
+    """
+
+    def test_old_events_dropped_beyond_the_newest_few(self) -> None:
+        clock = [NOW]
+        store = ObjectStore(
+            BASE_SEEDS,
+            None,
+            INITIAL,
+            now=lambda: clock[0],
+            history_limit=1000,
+            history_age=300,
+            history_keep=2,
+        )
+        from datetime import timedelta
+
+        first = store.create(CONFIGMAPS, "default", {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}})
+        for value in range(5):
+            clock[0] = clock[0] + timedelta(seconds=100)
+            store.update(
+                CONFIGMAPS,
+                "default",
+                "a",
+                {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"v": str(value)}},
+            )
+        # Resuming from the first write is no longer possible...
+        error = self.assertRaises(
+            APIError,
+            store.watch,
+            CONFIGMAPS,
+            "default",
+            None,
+            None,
+            first["metadata"]["resourceVersion"],
+            False,
+            False,
+            lambda *event: None,
+        )
+        self.assertEqual(error.code, 410)
+        # ...but from the write 150 seconds ago it is.
+        recent = str(int(first["metadata"]["resourceVersion"]) + 3)
+        events: list = []
+        store.watch(CONFIGMAPS, "default", None, None, recent, False, False, lambda *e: events.append(e))
+        self.assertEqual(len(events), 2)
+
+    def test_compact_history_for_quiet_resources(self) -> None:
+        clock = [NOW]
+        store = ObjectStore(
+            BASE_SEEDS, None, INITIAL, now=lambda: clock[0], history_age=60, history_keep=0
+        )
+        created = store.create(CONFIGMAPS, "default", {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}})
+        from datetime import timedelta
+
+        clock[0] = clock[0] + timedelta(seconds=120)
+        store.compact_history()
+        self.assertRaises(
+            APIError,
+            store.watch,
+            CONFIGMAPS,
+            "default",
+            None,
+            None,
+            str(int(created["metadata"]["resourceVersion"]) - 1),
+            False,
+            False,
+            lambda *event: None,
+        )

@@ -54,6 +54,11 @@ _CRDS = ("apiextensions.k8s.io", "customresourcedefinitions")
 #: large history expensive (every kept event pins an old object).
 WATCH_HISTORY = 200
 
+#: ... and only for this many seconds (beyond the newest few of each
+#: resource): node status reports every few minutes would otherwise pin
+#: hundreds of old Node versions per cluster.
+WATCH_HISTORY_AGE = 300.0
+
 # Schema indexes extended with CRD schemas, by a digest of those schemas:
 # clusters with the same CRDs share one.
 _SCHEMA_CACHE: dict[tuple[int, str], SchemaIndex] = {}
@@ -209,6 +214,7 @@ class KubeCluster:
                 seed.initial_resource_version,
                 now=now,
                 history_limit=WATCH_HISTORY,
+                history_age=WATCH_HISTORY_AGE,
             )
         else:
             store = ObjectStore.restore(
@@ -218,6 +224,7 @@ class KubeCluster:
                 seed.initial_resource_version,
                 now=now,
                 history_limit=WATCH_HISTORY,
+                history_age=WATCH_HISTORY_AGE,
             )
         cluster = cls(template, context, identity, clock, store, seed.registry)
         if _controllers is not None:
@@ -348,6 +355,7 @@ class KubeCluster:
 
         @return: how many objects were written.
         """
+        self.store.compact_history()
         controllers = self.controllers
         return controllers.heartbeat(now) if controllers is not None else 0
 

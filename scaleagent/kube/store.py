@@ -624,7 +624,7 @@ class _Event:
     before (L{None} for ADDED).
     """
 
-    __slots__ = ("resource_version", "type", "key", "object", "previous")
+    __slots__ = ("resource_version", "type", "key", "object", "previous", "time")
 
     def __init__(
         self,
@@ -633,12 +633,14 @@ class _Event:
         key: str,
         obj: dict,
         previous: Optional[dict],
+        time: float = 0.0,
     ) -> None:
         self.resource_version = resource_version
         self.type = event_type
         self.key = key
         self.object = obj
         self.previous = previous
+        self.time = time
 
 
 def _event_resource_version(event: _Event) -> int:
@@ -790,6 +792,8 @@ class ObjectStore:
         "_uid_factory",
         "_random",
         "_history_limit",
+        "_history_age",
+        "_history_keep",
         "_resource_version",
         "_base_resource_version",
         "_delivered_resource_version",
@@ -813,6 +817,8 @@ class ObjectStore:
         now: Callable[[], datetime] = _utc_now,
         history_limit: int = 1000,
         *,
+        history_age: float = 0.0,
+        history_keep: int = 10,
         uid_factory: Optional[Callable[[], str]] = None,
         rng: Optional[random.Random] = None,
     ) -> None:
@@ -829,6 +835,14 @@ class ObjectStore:
         @param now: the current time (UTC) for timestamps.
         @param history_limit: watch events kept per group-resource for
             resuming watches and paginated lists.
+        @param history_age: if positive, events older than this many
+            seconds are dropped too (beyond the C{history_keep} newest of
+            each group-resource), as the apiserver's watch cache keeps a
+            time window rather than everything: every kept event pins an old
+            version of an object, and thousands of clusters whose nodes
+            report every few minutes would otherwise hold gigabytes.
+        @param history_keep: events kept per group-resource whatever their
+            age.
         @param uid_factory: makes object UIDs (default: random UUIDs).
         @param rng: source of generateName suffixes.
         """
@@ -838,6 +852,8 @@ class ObjectStore:
         self._uid_factory = uid_factory
         self._random = rng
         self._history_limit = max(0, history_limit)
+        self._history_age = max(0.0, history_age)
+        self._history_keep = max(0, history_keep)
         self._resource_version = initial_resource_version
         self._base_resource_version = initial_resource_version
         self._delivered_resource_version = initial_resource_version
@@ -1656,26 +1672,46 @@ class ObjectStore:
         previous: Optional[dict],
     ) -> None:
         """Record a change (already stored) and queue its notifications."""
-        event = _Event(self._resource_version, event_type, key, obj, previous)
+        now = self._now().timestamp() if self._history_age else 0.0
+        event = _Event(self._resource_version, event_type, key, obj, previous, now)
         group_resource = resource_type.group_resource
         history = self._history.get(group_resource)
         if history is None:
             history = self._history[group_resource] = _History(self._base_resource_version)
-        events = history.events
-        events.append(event)
-        if len(events) > self._history_limit:
-            # The oldest events fall out; a watch can still resume from just
-            # before the oldest one left.
-            dropped = events[: len(events) - self._history_limit]
-            del events[: len(dropped)]
-            if events:
-                history.floor = events[0].resource_version - 1
-            else:
-                history.floor = dropped[-1].resource_version
+        history.events.append(event)
+        self._evict(history, now)
         self._changes += 1
         if self._pending is None:
             self._pending = []
         self._pending.append((resource_type, event))
+
+    def _evict(self, history: _History, now: float) -> None:
+        events = history.events
+        drop = max(0, len(events) - self._history_limit)
+        if self._history_age:
+            horizon = now - self._history_age
+            while (
+                drop < len(events) - self._history_keep and events[drop].time < horizon
+            ):
+                drop += 1
+        if not drop:
+            return
+        # The oldest events fall out; a watch can still resume from just
+        # before the oldest one left.
+        last_dropped = events[drop - 1].resource_version
+        del events[:drop]
+        history.floor = events[0].resource_version - 1 if events else last_dropped
+
+    def compact_history(self) -> None:
+        """
+        Drop watch events past the history's age everywhere, also for
+        resources that have not changed since (called from a shared timer).
+        """
+        if not self._history_age:
+            return
+        now = self._now().timestamp()
+        for history in self._history.values():
+            self._evict(history, now)
 
     def _flush(self) -> None:
         """

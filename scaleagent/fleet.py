@@ -40,10 +40,11 @@ CLUSTER_NAME = re.compile(r"\A[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\Z")
 RANCHER_POLL_INTERVAL = 30.0
 
 #: Seconds between node heartbeat ticks, and how many ticks one round
-#: takes: each cluster's nodes report every NODE_TICK * NODE_SLOTS seconds,
-#: as a kubelet's status report (5 minutes).
+#: takes: each cluster is visited every NODE_TICK * NODE_SLOTS seconds; its
+#: controllers report node status when due (every 5 minutes, as a kubelet)
+#: and a visit that is not due costs a comparison.
 NODE_TICK = 10.0
-NODE_SLOTS = 30
+NODE_SLOTS = 6
 
 #: Restored clusters start spread over this many seconds per 100 clusters
 #: (at least 1 s, at most 10 minutes), so a restart with 10,000 clusters

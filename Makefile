@@ -30,8 +30,15 @@ standin-deps:
 test: install standin-deps
 	$(BIN)/python tools/run_trial.py $(TRIAL_ARGS)
 
+# With a configuration (~/.scale-cluster-agent/config, or RUN_CONFIG=dir)
+# this runs the daemon in the foreground; without one it runs the demo: the
+# bundled Rancher stand-in, a daemon pointed at it, and a few clusters.
 run: install
-	$(BIN)/twistd -n scaleagent $(RUN_ARGS)
+	@if [ -n "$(RUN_CONFIG)" ] || [ -e "$$HOME/.scale-cluster-agent/config" ]; then \
+		$(BIN)/twistd -n scaleagent $(if $(RUN_CONFIG),-c $(RUN_CONFIG)) $(RUN_ARGS); \
+	else \
+		$(BIN)/python tools/demo.py $(DEMO_ARGS); \
+	fi
 
 bench: install standin-deps
 	$(BIN)/python -m bench $(BENCH_ARGS)

@@ -135,6 +135,23 @@ def _raise_file_limit() -> None:
         _log.warn("could not raise the open-file limit: {error}", error=str(e))
 
 
+class _QuietPool:
+    """Built on first use so that importing this module stays cheap."""
+
+    def __new__(cls, reactor: Any, persistent: bool) -> Any:
+        from twisted.web.client import HTTPConnectionPool, _HTTP11ClientFactory
+
+        class QuietFactory(_HTTP11ClientFactory):
+            # One "Starting factory"/"Stopping factory" log pair per pooled
+            # connection to Rancher says nothing a user can act on.
+            noisy = False
+
+        class QuietPool(HTTPConnectionPool):
+            _factory = QuietFactory
+
+        return QuietPool(reactor, persistent=persistent)
+
+
 def instance_id(state_dir: Path) -> str:
     """
     This installation's id, kept in the state directory: it marks the
@@ -164,7 +181,7 @@ def build_service(options: Options, reactor: Any, endpoint_factory: Optional[Any
     @param endpoint_factory: how tunnels connect (default: TCP/TLS).
     """
     import treq
-    from twisted.web.client import Agent, HTTPConnectionPool
+    from twisted.web.client import Agent
 
     from .control import ControlAPI
     from .fleet import Fleet
@@ -182,7 +199,7 @@ def build_service(options: Options, reactor: Any, endpoint_factory: Optional[Any
         trust = RancherTrust.with_ca(config.ca_certs.read_text())
     else:
         trust = RancherTrust.system()
-    pool = HTTPConnectionPool(reactor, persistent=True)
+    pool = _QuietPool(reactor, persistent=True)
     pool.maxPersistentPerHost = max(2, config.connect_concurrency)
     http = treq.client.HTTPClient(Agent(reactor, contextFactory=trust.https_policy(), pool=pool))
 

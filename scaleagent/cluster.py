@@ -212,6 +212,8 @@ class SimulatedCluster(MultiService):
                 "url": status.url,
                 "connectedSince": self._wall(status.connected_since),
                 "reconnects": status.reconnects,
+                "attempts": status.attempts,
+                "consecutiveFailures": status.consecutive_failures,
                 "lastError": status.last_error or None,
                 "nextAttemptAt": self._wall(status.next_attempt_at),
             }
@@ -252,7 +254,8 @@ class SimulatedCluster(MultiService):
             self.active_since = self.fleet.clock.seconds()
         elif phase is not ClusterPhase.ACTIVE:
             self.active_since = None
-        self._log.info(
+        emit = self._log.warn if phase is ClusterPhase.ERROR else self._log.info
+        emit(
             "cluster {cluster} {previous} -> {phase}{why}",
             cluster=self.name,
             previous=previous.value,
@@ -399,7 +402,8 @@ class SimulatedCluster(MultiService):
         return stopping
 
     def _tunnel_changed(self, status: TunnelStatus) -> None:
-        if self._deleted or self.phase in (ClusterPhase.DELETING,):
+        if self._deleted or not self.running or self.phase is ClusterPhase.DELETING:
+            # Tunnels closing because we stop or delete are not news.
             return
         if status.state is TunnelState.CONNECTED and status.kind.value == "main":
             if not self.registered:
@@ -461,6 +465,7 @@ class SimulatedCluster(MultiService):
         self._kick()
 
     def stopService(self) -> Deferred[None]:
+        self.running = 0
         if self._retry_call is not None and self._retry_call.active():
             self._retry_call.cancel()
         self._retry_call = None

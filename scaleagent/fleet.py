@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Optional
 
 from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred, DeferredSemaphore, ensureDeferred
+from twisted.internet.defer import CancelledError, Deferred, DeferredSemaphore, ensureDeferred
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -296,6 +296,8 @@ class Fleet(MultiService):
                     cluster.rancher_reported(states.get(cluster.rancher.cluster_id, "missing"))
 
         def failed(failure: Any) -> None:
+            if failure.check(CancelledError):
+                return
             self._log.warn(
                 "cannot read cluster states from Rancher: {error}", error=failure.getErrorMessage()
             )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import resource
 import uuid
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, NoReturn, Optional
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
@@ -36,6 +36,14 @@ from .config import (
 )
 
 _log = Logger()
+
+
+def _stop(message: str) -> NoReturn:
+    """
+    End start-up with C{message} on stderr and exit status 1. (twistd would
+    print a C{UsageError} on stdout, after the whole usage text.)
+    """
+    raise SystemExit(f"scaleagent: {message}")
 
 
 class Options(usage.Options):
@@ -72,7 +80,7 @@ class Options(usage.Options):
         try:
             config = load_config(self["config"])
         except ConfigError as e:
-            raise usage.UsageError(str(e)) from None
+            _stop(str(e))
         changes: dict[str, Any] = {}
         if self["state-dir"]:
             changes["state_dir"] = Path(self["state-dir"]).expanduser().absolute()
@@ -96,10 +104,10 @@ class Options(usage.Options):
         try:
             ensure_template(config.config_directory, bundled_templates_dir())
             self.template = ClusterTemplate.load(config.template_file)
-        except TemplateError as e:
-            raise usage.UsageError(str(e)) from None
+        except (ConfigError, TemplateError) as e:
+            _stop(str(e))
         except OSError as e:
-            raise usage.UsageError(f"cluster template: {e}") from None
+            _stop(f"cluster template: {e}")
         self.config = config
 
 

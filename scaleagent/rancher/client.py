@@ -18,7 +18,12 @@ from urllib.parse import quote, urlencode
 
 import treq
 from twisted.internet.defer import CancelledError, TimeoutError as DeferredTimeoutError
-from twisted.internet.error import ConnectError, DNSLookupError, TimeoutError
+from twisted.internet.error import (
+    ConnectError,
+    ConnectingCancelledError,
+    DNSLookupError,
+    TimeoutError,
+)
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
@@ -192,6 +197,8 @@ class RancherClient:
                 method, url, headers=headers, timeout=self._timeout, **kwargs
             )
             content = await treq.content(response)
+        except ConnectingCancelledError:
+            raise CancelledError() from None
         except (CancelledError, DeferredTimeoutError, TimeoutError):
             raise RancherError(
                 "timeout", f"{what}: no answer from Rancher within {self._timeout:g}s"

@@ -516,6 +516,9 @@ class TunnelProtocol(WebSocketClientProtocol):
         self._cancel_handshake_timer()
         self._heartbeat.unregister(self)
         if self.state != WebSocketProtocol.STATE_CLOSED:
+            # remotedialer has no close handshake; ending it this way is the
+            # normal, clean end (autobahn would warn about every tunnel).
+            self.wasClean = True
             self.dropConnection(abort=False)
 
 

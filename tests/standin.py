@@ -598,6 +598,22 @@ class StreamPayload:
         return bytes(out)
 
 
+#: Keys whose values are credentials in the stand-in's views (cluster
+#: tokens, the tunnel params that carry the SA token, the API token).
+SECRET_KEYS = frozenset({"token", "tokens", "apiToken", "params", "paramsHeader", "saToken"})
+
+
+def redact(value: Any) -> Any:
+    """A copy of a control-API answer safe to print: credentials replaced."""
+    if isinstance(value, dict):
+        return {
+            key: ("<redacted>" if key in SECRET_KEYS else redact(item)) for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [redact(item) for item in value]
+    return value
+
+
 def wait_for(
     probe: Callable[[], Union[T, Awaitable[T]]],
     timeout: float = 30.0,
@@ -629,7 +645,7 @@ def wait_for(
                 if until(value):
                     return value
             if clock.seconds() >= deadline:
-                shown = "nothing" if last is missing else repr(last)
+                shown = "nothing" if last is missing else repr(redact(last))
                 raise WaitTimeout(
                     f"waited {timeout}s for {what or 'the condition'}; last observed: {shown[:4000]}"
                 )

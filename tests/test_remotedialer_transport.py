@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from twisted.internet import ssl
 from twisted.internet.error import ConnectionDone, ConnectionLost
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet.interfaces import IPullProducer, IPushProducer
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.protocols.tls import TLSMemoryBIOFactory
@@ -176,6 +176,38 @@ class StreamTransportTests(SynchronousTestCase):
         self.echoes[0].transport.registerProducer(producer, True)
         self.harness.send(frames.Error(2, "EOF"))
         self.assertEqual(producer.calls, ["stop"])
+
+
+class PullProducerTests(SynchronousTestCase):
+    def test_pause_and_resume_in_one_turn_pull_once_per_turn(self) -> None:
+        """
+        A pull producer is asked once per reactor turn, even when Rancher
+        paused and resumed the stream in between.
+        """
+        asked: list[int] = []
+
+        @implementer(IPullProducer)
+        class Producer:
+            def resumeProducing(self) -> None:
+                asked.append(1)
+
+            def stopProducing(self) -> None:
+                pass
+
+        class Registers(Protocol):
+            def connectionMade(self) -> None:
+                self.transport.registerProducer(Producer(), False)
+
+        factory = Factory.forProtocol(Registers)
+        harness = Harness({"x:1": factory})
+        for message in (frames.Connect(1, "tcp", "x:1"), frames.Pause(1), frames.Resume(1)):
+            harness.send(message)
+        # Run exactly the calls due now, once (one reactor turn).
+        for call in list(harness.clock.getDelayedCalls()):
+            harness.clock.calls.remove(call)
+            call.func(*call.args, **call.kw)
+        self.assertEqual(len(asked), 1)
+        self.assertEqual(len(harness.clock.getDelayedCalls()), 1)
 
 
 def make_certificate() -> tuple[ssl.PrivateCertificate, ssl.Certificate]:

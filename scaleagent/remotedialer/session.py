@@ -190,6 +190,24 @@ class Session:
     def __len__(self) -> int:
         return len(self._streams)
 
+    def flow_state(self, conn_id: int) -> Optional[dict[str, object]]:
+        """
+        A stream's flow-control state, for tests and diagnostics:
+        C{sent_pause} (we asked Rancher to pause), C{peer_paused} (Rancher
+        asked us to), C{reading_paused} (the local consumer stopped),
+        C{buffered} and C{held} (bytes waiting in either direction).
+        """
+        stream = self._streams.get(conn_id)
+        if stream is None:
+            return None
+        return {
+            "sent_pause": stream.sent_pause,
+            "peer_paused": stream.peer_paused,
+            "reading_paused": stream.reading_paused,
+            "buffered": stream.inbox_size,
+            "held": sum(len(chunk) for chunk in stream.outbox),
+        }
+
     def stream_address(self, conn_id: int) -> Optional[tuple[str, str]]:
         stream = self._streams.get(conn_id)
         return None if stream is None else (stream.proto, stream.address)

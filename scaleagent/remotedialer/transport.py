@@ -101,6 +101,7 @@ class StreamTransport:
         self._producer: Optional[IPushProducer] = None
         self._producer_streaming = True
         self._peer_paused = False
+        self._pull_scheduled = False
         self.disconnecting = False
         self.disconnected = False
 
@@ -144,7 +145,7 @@ class StreamTransport:
             if self._producer_streaming:
                 self._producer.resumeProducing()
             else:
-                self._clock.callLater(0, self._pull)
+                self._schedule_pull()
 
     # -- ITransport ----------------------------------------------------------
 
@@ -207,19 +208,27 @@ class StreamTransport:
         self._producer_streaming = streaming
         if not streaming:
             # Pull producers are asked for data until they unregister.
-            self._clock.callLater(0, self._pull)
+            self._schedule_pull()
         elif self._peer_paused:
             producer.pauseProducing()
+
+    def _schedule_pull(self) -> None:
+        # One pending pull at a time: a Pause and Resume in the same turn
+        # must not start a second chain asking the producer twice a turn.
+        if not self._pull_scheduled:
+            self._pull_scheduled = True
+            self._clock.callLater(0, self._pull)
 
     def _pull(self) -> None:
         # A pull producer is asked for more each turn until it unregisters;
         # while Rancher has the stream paused it is simply not asked.
+        self._pull_scheduled = False
         producer = self._producer
         if producer is None or self._producer_streaming or self.disconnected:
             return
         if not self._peer_paused:
             producer.resumeProducing()
-            self._clock.callLater(0, self._pull)
+            self._schedule_pull()
 
     def unregisterProducer(self) -> None:
         self._producer = None

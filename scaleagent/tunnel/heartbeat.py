@@ -152,6 +152,11 @@ class Heartbeat(Service):
             del self._slots[slot][target]
             self.stats.registered = len(self._slot_of)
 
+    def __bool__(self) -> bool:
+        # An idle heartbeat is still a heartbeat: `heartbeat or default`
+        # must not replace one that has no tunnels yet.
+        return True
+
     def __contains__(self, target: object) -> bool:
         return target in self._slot_of
 

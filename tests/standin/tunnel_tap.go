@@ -513,11 +513,12 @@ func (c *tapConn) Read(p []byte) (int, error) {
 func (c *tapConn) Write(p []byte) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	n, err := c.Conn.Write(p)
-	if n > 0 {
-		c.outScan.feed(p[:n])
-	}
-	return n, err
+	// Scan before writing: the agent may answer (an Error for a Connect)
+	// before Write returns, and its answer must find the stream recorded.
+	// A failed write ends the session anyway, so over-counting its bytes
+	// cannot mislead a test.
+	c.outScan.feed(p)
+	return c.Conn.Write(p)
 }
 
 // hijackedReadWriter gives gorilla a reader on top of the tap, so that

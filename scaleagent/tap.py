@@ -113,21 +113,31 @@ class Options(usage.Options):
 
 class _LogLevel(Service):
     """
-    Applies the configured log level to whatever observers twistd set up
-    (they exist by the time services start, not when makeService runs).
+    Applies the configured log level to the observers the runner set up.
+
+    twistd begins logging before it starts services, C{twist} after, so the
+    observers are wrapped once the reactor runs, when both have; the
+    start-up buffer a runner replays must be left alone.
     """
 
-    def __init__(self, level: Any) -> None:
+    def __init__(self, level: Any, reactor: Any, publisher: Any = globalLogPublisher) -> None:
         self.level = level
+        self._reactor = reactor
+        self._publisher = publisher
 
     def startService(self) -> None:
         super().startService()
-        observers = getattr(globalLogPublisher, "_observers", None)
+        self._reactor.callWhenRunning(self._apply)
+
+    def _apply(self) -> None:
+        from twisted.logger import LimitedHistoryLogObserver
+
+        observers = getattr(self._publisher, "_observers", None)
         if observers is None:
             return
         predicate = LogLevelFilterPredicate(defaultLogLevel=self.level)
         for index, observer in enumerate(list(observers)):
-            if not isinstance(observer, FilteringLogObserver):
+            if not isinstance(observer, (FilteringLogObserver, LimitedHistoryLogObserver)):
                 observers[index] = FilteringLogObserver(observer, [predicate])
 
 
@@ -199,7 +209,7 @@ def build_service(options: Options, reactor: Any, endpoint_factory: Optional[Any
 
     config = options.config
     root = MultiService()
-    _LogLevel(config.twisted_log_level).setServiceParent(root)
+    _LogLevel(config.twisted_log_level, reactor).setServiceParent(root)
 
     if config.insecure_skip_tls_verify:
         trust = RancherTrust.insecure()

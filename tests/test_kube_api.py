@@ -507,7 +507,16 @@ class DiscoveryTests(APITestCase):
         self.assertEqual(beta.header("Content-Type"), "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList")
 
     def test_unknown(self) -> None:
-        for path in ("/apis/k3s.cattle.io/v1", "/apis/nothing.test", "/api/v2", "/api/v1/ksnothings", "/nothing"):
+        # No API group claims these: the end of kube-apiserver's handler
+        # chain (Go's http.NotFound) answers.
+        for path in ("/apis/k3s.cattle.io/v1", "/apis/nothing.test", "/apis/nothing.test/v1/things", "/nothing"):
+            for method in ("GET", "POST"):
+                answer = self.client.request(method, path, {} if method == "POST" else None)
+                self.assertEqual(answer.code, 404, (method, path))
+                self.assertEqual(answer.header("Content-Type"), "text/plain; charset=utf-8", path)
+                self.assertEqual(answer.body, b"404 page not found\n", (method, path))
+        # Known API groups answer a Status for what they do not serve.
+        for path in ("/apis/apps/v9", "/api/v2", "/api/v1/ksnothings", "/apis/apps/v1/ksnothings"):
             answer = self.client.get(path)
             self.assertEqual(answer.code, 404, path)
             self.assertEqual(
@@ -620,7 +629,17 @@ class ReadTests(APITestCase):
     def test_sendinitialevents_on_list(self) -> None:
         answer = self.client.get("/api/v1/namespaces/default/configmaps?sendInitialEvents=true&resourceVersionMatch=NotOlderThan&resourceVersion=")
         self.assertEqual(answer.code, 422)
-        self.assertIn("sendInitialEvents is forbidden for list", answer.json["message"])
+        # Every cause ValidateListOptions finds, in its order.
+        self.assertEqual(
+            [(cause["field"], cause["message"]) for cause in answer.json["details"]["causes"]],
+            [
+                (
+                    "resourceVersionMatch",
+                    "Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided",
+                ),
+                ("sendInitialEvents", "Forbidden: sendInitialEvents is forbidden for list"),
+            ],
+        )
 
 
 class ContentNegotiationTests(APITestCase):
@@ -1048,6 +1067,71 @@ class ProtobufTests(APITestCase):
         self.assertEqual(stale.code, 409)
 
 
+class DefaultingTests(APITestCase):
+    """Writes are answered as the real server stores them: decoded, defaulted."""
+
+    def deployment(self, name: str) -> dict:
+        return {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {
+                "selector": {"matchLabels": {"app": name}},
+                "template": {
+                    "metadata": {"labels": {"app": name}},
+                    "spec": {"containers": [{"name": "c", "image": "nginx:1.25", "env": [{"name": "E", "value": ""}]}]},
+                },
+            },
+        }
+
+    def test_json_and_protobuf_alike(self) -> None:
+        """
+        A Deployment written as JSON (kubectl) and as protobuf (client-go's
+        typed client) is stored with the same defaults.
+        """
+        path = "/apis/apps/v1/namespaces/default/deployments"
+        from_json = self.client.post(path, self.deployment("a"))
+        from_protobuf = self.client.post(
+            path, encode_protobuf(self.deployment("b")), content_type="application/vnd.kubernetes.protobuf"
+        )
+        self.assertEqual((from_json.code, from_protobuf.code), (201, 201))
+
+        def spec(answer: Any) -> dict:
+            body = answer.json["spec"]
+            template = body["template"]
+            template["metadata"]["labels"] = {}
+            body["selector"] = {}
+            return body
+
+        self.assertEqual(spec(from_json), spec(from_protobuf))
+        created = from_json.json["spec"]
+        self.assertEqual(
+            (created["replicas"], created["revisionHistoryLimit"], created["progressDeadlineSeconds"]), (1, 10, 600)
+        )
+        (container,) = created["template"]["spec"]["containers"]
+        self.assertEqual(container["env"], [{"name": "E"}])
+        self.assertEqual(container["imagePullPolicy"], "IfNotPresent")
+        self.assertEqual(from_json.json["status"], {})
+
+    def test_service_gets_a_cluster_ip(self) -> None:
+        service = {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]},
+        }
+        answer = self.client.post("/api/v1/namespaces/default/services", service)
+        self.assertEqual(answer.code, 201, answer)
+        spec = answer.json["spec"]
+        self.assertTrue(spec["clusterIP"].startswith("10.43."), spec)
+        self.assertEqual(spec["clusterIPs"], [spec["clusterIP"]])
+        self.assertEqual((spec["type"], spec["sessionAffinity"]), ("ClusterIP", "None"))
+        self.assertEqual(spec["ports"], [{"protocol": "TCP", "port": 80, "targetPort": 8080}])
+        # The address stays with the object.
+        read = self.client.get("/api/v1/namespaces/default/services/web").json
+        self.assertEqual(read["spec"]["clusterIP"], spec["clusterIP"])
+
+
 class AuthenticationTests(APITestCase):
     def test_announced_token(self) -> None:
         """
@@ -1294,8 +1378,9 @@ class ErrorTests(APITestCase):
         self.assertEqual(answer.code, 400)
         self.assertEqual(
             answer.json["message"],
-            'the object provided is unrecognized ({"apiVersion":"v1","kind":"Con ...): '
-            "couldn't get version/kind; json parse error: unexpected end of JSON input",
+            "the object provided is unrecognized (must be of type ConfigMap): "
+            "couldn't get version/kind; json parse error: unexpected end of JSON input "
+            '({"apiVersion":"v1","kind":"Con ...)',
         )
         garbage = self.client.post("/api/v1/namespaces/default/configmaps", b"{x}", content_type="application/json")
         self.assertIn("invalid character 'x' looking for beginning of object key string", garbage.json["message"])

@@ -568,7 +568,7 @@ class NamespaceTests(IdentityTestCase):
         self.assertIsNone(cluster.get(CONFIG_MAPS, "apps", "held"))
         finalized = cluster.get(NAMESPACES, "", "apps")
         assert finalized is not None
-        self.assertEqual([], finalized["spec"]["finalizers"])
+        self.assertEqual([], finalized["spec"].get("finalizers", []))
         self.assertEqual(["controller.cattle.io/namespace-auth"], finalized["metadata"]["finalizers"])
         self.assertEqual(
             {"False"}, {item["status"] for item in finalized["status"]["conditions"]},
@@ -813,7 +813,7 @@ class CustomResourceDefinitionTests(IdentityTestCase):
 class DeploymentTests(IdentityTestCase):
     def test_rollout_events(self) -> None:
         """
-        Creating a Deployment: the watcher sees it ADDED without status,
+        Creating a Deployment: the watcher sees it ADDED with an empty status,
         its ReplicaSet and pods ADDED (each pod then bound and started), the
         ReplicaSet's status, and the Deployment MODIFIED with the rolled-out
         status, as from a real cluster's controllers.
@@ -821,7 +821,7 @@ class DeploymentTests(IdentityTestCase):
         cluster = self.cluster()
         cluster.watch(DEPLOYMENTS, REPLICA_SETS, PODS)
         created = cluster.create(DEPLOYMENTS, deployment("web"))
-        self.assertNotIn("status", created)
+        self.assertEqual(created["status"], {})
         rs = cluster.items(REPLICA_SETS, "default")[0]
         rs_name = rs["metadata"]["name"]
         pods = cluster.items(PODS, "default")
@@ -1675,6 +1675,98 @@ class NodeTests(IdentityTestCase):
         pods = cluster.items(PODS, "default")
         self.assertEqual(2, len(pods))
         self.assertEqual({"node-2"}, {pod["spec"]["nodeName"] for pod in pods})
+
+    def node(self, name: str, ready: Optional[str]) -> dict:
+        status: dict = {}
+        if ready is not None:
+            status["conditions"] = [{"type": "Ready", "status": ready}]
+        return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}, "status": status}
+
+    def test_created_node_tainted_until_ready(self) -> None:
+        """
+        TaintNodesByCondition: a created Node is tainted not-ready
+        (NoSchedule) in the create response, whatever its conditions; the
+        node lifecycle controller then takes the taint off a Ready one, and
+        pods schedule on it.
+        """
+        cluster = self.cluster(BASE_SEEDS)
+        cluster.watch(NODES)
+        created = cluster.create(NODES, self.node("node-9", "True"))
+        self.assertEqual(
+            [{"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}], created["spec"]["taints"]
+        )
+        stored = cluster.get(NODES, "", "node-9")
+        assert stored is not None
+        self.assertNotIn("taints", stored["spec"])
+        self.assertEqual([("ADDED", "node-9"), ("MODIFIED", "node-9")], [(e[0], e[3]) for e in cluster.events])
+        cluster.create(DEPLOYMENTS, deployment("web", replicas=1))
+        (pod,) = cluster.items(PODS, "default")
+        self.assertEqual("node-9", pod["spec"]["nodeName"])
+
+    def test_node_taints_follow_conditions(self) -> None:
+        """
+        A Node that is not Ready keeps the taint (or gets the unreachable
+        one when its readiness is unknown); a cordoned Node gets the
+        unschedulable taint; other taints are left alone.
+        """
+        cluster = self.cluster(BASE_SEEDS)
+        own = {"key": "example.com/mine", "effect": "NoSchedule"}
+        node = self.node("node-8", "False")
+        node["spec"] = {"taints": [own]}
+        cluster.create(NODES, node)
+        stored = cluster.get(NODES, "", "node-8")
+        assert stored is not None
+        self.assertEqual(
+            [own, {"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}], stored["spec"]["taints"]
+        )
+        unknown = {**stored, "status": {"conditions": [{"type": "Ready", "status": "Unknown"}]}}
+        cluster.store.update(NODES, "", "node-8", unknown, subresource="status")
+        stored = cluster.get(NODES, "", "node-8")
+        assert stored is not None
+        self.assertEqual(
+            [own, {"key": "node.kubernetes.io/unreachable", "effect": "NoSchedule"}], stored["spec"]["taints"]
+        )
+        ready = {**stored, "status": {"conditions": [{"type": "Ready", "status": "True"}]}}
+        cluster.store.update(NODES, "", "node-8", ready, subresource="status")
+        stored = cluster.get(NODES, "", "node-8")
+        assert stored is not None
+        cluster.store.update(NODES, "", "node-8", {**stored, "spec": {**stored["spec"], "unschedulable": True}})
+        stored = cluster.get(NODES, "", "node-8")
+        assert stored is not None
+        self.assertEqual(
+            [own, {"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}], stored["spec"]["taints"]
+        )
+
+
+class SchedulerTests(IdentityTestCase):
+    def test_binding_keeps_generation(self) -> None:
+        """
+        The scheduler binds through pods/binding, which neither bumps the
+        pod's generation nor goes through the pod strategy; the pod is
+        marked scheduled.
+        """
+        cluster = self.cluster()
+        cluster.watch(PODS)
+        cluster.create(DEPLOYMENTS, deployment("web", replicas=1))
+        (pod,) = cluster.items(PODS, "default")
+        self.assertEqual(1, pod["metadata"]["generation"])
+        self.assertIn(pod["spec"]["nodeName"], ("node-1", "node-2"))
+        bound = [obj for event, obj in cluster.objects if event == "MODIFIED"][0]
+        self.assertEqual(1, bound["metadata"]["generation"])
+        scheduled = condition_of(bound, "PodScheduled")
+        assert scheduled is not None
+        self.assertEqual(("True", None), (scheduled["status"], scheduled["lastProbeTime"]))
+
+    def test_binding_conflicts(self) -> None:
+        cluster = self.cluster()
+        cluster.create(DEPLOYMENTS, deployment("web", replicas=1))
+        (pod,) = cluster.items(PODS, "default")
+        error = self.assertRaises(
+            APIError, cluster.store.bind_pod, PODS, "default", pod["metadata"]["name"], "node-2"
+        )
+        self.assertEqual(409, error.code)
+        self.assertIn('on pods/binding "', error.message)
+        self.assertIn("is already assigned to node", error.message)
 
 
 @functools.cache

@@ -321,26 +321,35 @@ class EnvelopeTests(SynchronousTestCase):
         )
 
     def test_empty(self) -> None:
-        self.assertBadRequest(b"", "the object provided is unrecognized (<empty>): empty data")
+        self.assertBadRequest(
+            b"",
+            "the object provided is unrecognized (must be of type ConfigMap): empty data (<empty>)",
+            default_kind="ConfigMap",
+        )
 
     def test_magic_only(self) -> None:
         self.assertBadRequest(
-            PROTOBUF_MAGIC, "the object provided is unrecognized (6b387300): empty body"
+            PROTOBUF_MAGIC,
+            "the object provided is unrecognized (must be of type ConfigMap): empty body "
+            "(6b387300)",
+            default_kind="ConfigMap",
         )
 
     def test_not_protobuf(self) -> None:
         self.assertBadRequest(
             b'{"kind":"Secret"}',
-            'the object provided is unrecognized ({"kind":"Secret"}): provided data does '
-            "not appear to be a protobuf message, expected prefix [107 56 115 0]",
+            "the object provided is unrecognized (must be of type Secret): provided data does "
+            'not appear to be a protobuf message, expected prefix [107 56 115 0] ({"kind":"Secret"})',
+            default_kind="Secret",
         )
 
     def test_missing_kind(self) -> None:
         self.assertBadRequest(
             envelope("v1", "", b""),
-            "the object provided is unrecognized (6b3873000a040a0276311200): "
+            # No kind to expect either (the apiserver always has one).
+            "the object provided is unrecognized (must be of type ): "
             "Object 'Kind' is missing in "
-            '\'runtime.TypeMeta{APIVersion:"v1", Kind:""}\'',
+            '\'runtime.TypeMeta{APIVersion:"v1", Kind:""}\' (6b3873000a040a0276311200)',
         )
 
     def test_defaults(self) -> None:

@@ -692,7 +692,7 @@ class CreateTests(SynchronousTestCase):
         body = deployment("d")
         body["status"] = {"replicas": 5}
         created = store.create(DEPLOYMENTS, "default", body)
-        self.assertNotIn("status", created)
+        self.assertEqual(created["status"], {})
         self.assertEqual(created["metadata"]["generation"], 1)
         widget = store.create(
             WIDGETS, "default", {"metadata": {"name": "w"}, "spec": {}, "status": {"a": 1}}
@@ -711,10 +711,21 @@ class CreateTests(SynchronousTestCase):
         self.assertEqual(updated["metadata"]["generation"], 2)
 
     def test_status_kept_without_subresource(self) -> None:
+        gadgets = ResourceType("example.com", "v1", "gadgets", "Gadget", True, custom=True)
+        created = make_store().create(
+            gadgets, "default", {"metadata": {"name": "c"}, "status": {"a": 1}}
+        )
+        self.assertEqual(created["status"], {"a": 1})
+
+    def test_unknown_fields_of_built_in_kinds_dropped(self) -> None:
+        """
+        A built-in kind is decoded into its Go type: what the type does not
+        have (a ConfigMap has no status) is gone.
+        """
         created = make_store().create(
             CONFIGMAPS, "default", {"metadata": {"name": "c"}, "status": {"a": 1}}
         )
-        self.assertEqual(created["status"], {"a": 1})
+        self.assertNotIn("status", created)
         self.assertNotIn("generation", created["metadata"])
 
     def test_no_generation(self) -> None:
@@ -797,7 +808,7 @@ class UpdateTests(SynchronousTestCase):
             DEPLOYMENTS, "default", "d", deployment("d", 2, resourceVersion=version)
         )
         self.assertEqual(updated["metadata"]["resourceVersion"], str(INITIAL + 2))
-        self.assertEqual(updated["spec"], {"replicas": 2})
+        self.assertEqual(updated["spec"]["replicas"], 2)
         self.assertIs(self.store.get(DEPLOYMENTS, "default", "d"), updated)
 
     def test_unconditional(self) -> None:
@@ -883,7 +894,7 @@ class UpdateTests(SynchronousTestCase):
             DEPLOYMENTS, "default", "d", {**deployment("d", 4), "status": {"replicas": 9}}
         )
         self.assertEqual(updated["status"], {"replicas": 1})
-        self.assertEqual(updated["spec"], {"replicas": 4})
+        self.assertEqual(updated["spec"]["replicas"], 4)
 
     def test_status_subresource(self) -> None:
         """
@@ -893,7 +904,8 @@ class UpdateTests(SynchronousTestCase):
         body["status"] = {"readyReplicas": 1}
         updated = self.store.update(DEPLOYMENTS, "default", "d", body, subresource="status")
         self.assertEqual(updated["status"], {"readyReplicas": 1})
-        self.assertEqual(updated["spec"], {"replicas": 1})
+        self.assertEqual(updated["spec"], self.created["spec"])
+        self.assertEqual(updated["spec"]["replicas"], 1)
         self.assertNotIn("labels", updated["metadata"])
         self.assertEqual(updated["metadata"]["generation"], 1)
 
@@ -915,8 +927,8 @@ class UpdateTests(SynchronousTestCase):
         }
         updated = store.update(NODES, "", "n1", body, subresource="status")
         self.assertEqual(updated["metadata"]["labels"], {"a": "2"})
-        self.assertEqual(updated["spec"], {"podCIDR": "x"})
-        self.assertEqual(updated["status"], {"phase": "Running"})
+        self.assertEqual(updated["spec"], {"podCIDR": "x", "podCIDRs": ["x"]})
+        self.assertEqual(updated["status"]["phase"], "Running")
 
     def test_custom_status_subresource(self) -> None:
         """
@@ -1007,7 +1019,8 @@ class UpdateTests(SynchronousTestCase):
         body = {**namespace, "spec": {"finalizers": []}, "status": {"phase": "Terminating"}}
         self.assertEqual(store.update(NAMESPACES, "", "n", body), namespace)
         finalized = store.update(NAMESPACES, "", "n", body, subresource="finalize")
-        self.assertEqual(finalized["spec"], {"finalizers": []})
+        # No finalizers left: the (omitempty) list is gone.
+        self.assertEqual(finalized["spec"], {})
         self.assertEqual(finalized["status"], {"phase": "Active"})
 
     def test_namespace_label_defaulted(self) -> None:
@@ -1052,7 +1065,7 @@ class UpdateTests(SynchronousTestCase):
         store.watch(SECRETS, send_initial_events=False, callback=recorder)
         body = {**marked, "metadata": {**marked["metadata"], "finalizers": []}}
         result = store.update(SECRETS, "default", "s", body)
-        self.assertEqual(result["metadata"]["finalizers"], [])
+        self.assertNotIn("finalizers", result["metadata"])
         self.assertRaises(APIError, store.get, SECRETS, "default", "s")
         self.assertEqual(recorder.summary(), [(DELETED, "s", str(store.resource_version))])
         # The watch sees the stored object going away, finalizer and all.
@@ -1185,7 +1198,7 @@ class DeleteTests(SynchronousTestCase):
         finalized = store.update(
             NAMESPACES, "", "n", {**marked, "spec": {"finalizers": []}}, subresource="finalize"
         )
-        self.assertEqual(finalized["spec"], {"finalizers": []})
+        self.assertEqual(finalized["spec"], {})
         # Rancher's namespace-auth handler removes its finalizer.
         body = {**finalized, "metadata": {**finalized["metadata"], "finalizers": []}}
         store.update(NAMESPACES, "", "n", body)
@@ -1419,7 +1432,10 @@ class ListTests(SynchronousTestCase):
             resource_version=str(INITIAL),
             resource_version_match="Exact",
         )
-        self.assertEqual((error.code, error.message), (410, f"too old resource version: {INITIAL}"))
+        self.assertEqual(
+            (error.code, error.reason, error.message),
+            (410, "Expired", "The resourceVersion for the provided list is too old."),
+        )
 
     def test_bad_continue(self) -> None:
         error = self.assertRaises(APIError, self.store.list, SECRETS, continue_token="!!")
@@ -2162,7 +2178,10 @@ class CreateStatusTests(SynchronousTestCase):
     """
 
     def test_node_keeps_its_status(self) -> None:
-        """Kubelets register Nodes with their status; it is kept."""
+        """
+        Kubelets register Nodes with their status; it is kept (as decoding
+        gives it: allocatable defaults to the capacity).
+        """
         store = make_store()
         status = {"conditions": [{"type": "Ready", "status": "True"}], "capacity": {"cpu": "4"}}
         created = store.create(
@@ -2170,7 +2189,12 @@ class CreateStatusTests(SynchronousTestCase):
             "",
             {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}, "status": status},
         )
-        self.assertEqual(created["status"], status)
+        (condition,) = created["status"]["conditions"]
+        self.assertEqual((condition["type"], condition["status"]), ("Ready", "True"))
+        # Go writes the condition's unset times as null.
+        self.assertIsNone(condition["lastHeartbeatTime"])
+        self.assertEqual(created["status"]["capacity"], {"cpu": "4"})
+        self.assertEqual(created["status"]["allocatable"], {"cpu": "4"})
 
     def test_pod_starts_pending_with_qos_class(self) -> None:
         store = make_store()
@@ -2199,7 +2223,8 @@ class CreateStatusTests(SynchronousTestCase):
         store = make_store()
         body = deployment("web")
         body["status"] = {"replicas": 3}
-        self.assertNotIn("status", store.create(DEPLOYMENTS, "default", body))
+        # Reset to the zero status, which the real server answers as {}.
+        self.assertEqual(store.create(DEPLOYMENTS, "default", body)["status"], {})
 
 
 class HistoryAgeTests(SynchronousTestCase):
@@ -2272,3 +2297,148 @@ class HistoryAgeTests(SynchronousTestCase):
             False,
             lambda *event: None,
         )
+
+
+class DecodingTests(SynchronousTestCase):
+    """
+    Every write is decoded as kube-apiserver decodes it (the Go round trip
+    and API defaulting, L{scaleagent.kube.defaults}) before anything else
+    looks at it; template objects are read as they are.
+    """
+
+    def test_defaults_on_create_and_update(self) -> None:
+        """
+        Defaults appear on create and again on an update that leaves them
+        out, which is no change of the spec (the generation stays).
+        """
+        store = make_store()
+        created = store.create(DEPLOYMENTS, "default", deployment("d", 3))
+        spec = created["spec"]
+        self.assertEqual(
+            (spec["revisionHistoryLimit"], spec["progressDeadlineSeconds"], spec["strategy"]["type"]),
+            (10, 600, "RollingUpdate"),
+        )
+        self.assertEqual(created["status"], {})
+        updated = store.update(
+            DEPLOYMENTS, "default", "d", {**deployment("d", 3), "metadata": {"name": "d", "labels": {"a": "b"}}}
+        )
+        self.assertEqual(updated["spec"], spec)
+        self.assertEqual(updated["metadata"]["generation"], 1)
+        dropped = store.update(DEPLOYMENTS, "default", "d", {**updated, "spec": {"template": spec["template"]}})
+        self.assertEqual(dropped["spec"]["replicas"], 1)
+        self.assertEqual(dropped["metadata"]["generation"], 2)
+
+    def test_template_objects_compare_decoded(self) -> None:
+        """
+        A template object written without what defaulting adds is not
+        changed by an update that only adds those defaults: the generation
+        stays, and an update that changes nothing else commits nothing.
+        """
+        seeded = seed_object(
+            DEPLOYMENTS,
+            "default",
+            "t",
+            spec={"replicas": 1, "template": {"spec": {"containers": [{"name": "a", "image": "a:1"}]}}},
+            status={},
+        )
+        seeded[3]["metadata"]["generation"] = 4
+        store = make_store(SeedSet([namespace_seed("default"), seeded]))
+        current = store.get(DEPLOYMENTS, "default", "t")
+        version = store.resource_version
+        self.assertEqual(store.update(DEPLOYMENTS, "default", "t", current), current)
+        self.assertEqual(store.resource_version, version)
+        relabelled = store.update(
+            DEPLOYMENTS,
+            "default",
+            "t",
+            {**current, "metadata": {**current["metadata"], "labels": {"x": "y"}}},
+        )
+        self.assertEqual(relabelled["metadata"]["generation"], 4)
+        self.assertEqual(relabelled["spec"]["revisionHistoryLimit"], 10)
+
+    def test_service_allocation(self) -> None:
+        """
+        Services get cluster IPs from the service CIDR that no other
+        Service holds (the template's included), kept with the object and
+        on updates that leave them out.
+        """
+        taken = seed_object(
+            SERVICES,
+            "default",
+            "kubernetes",
+            spec={"clusterIP": "10.43.0.1", "clusterIPs": ["10.43.0.1"], "ports": [{"port": 443}]},
+        )
+        store = make_store(SeedSet([namespace_seed("default"), taken]))
+
+        def service(name: str, **spec: object) -> dict:
+            return {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": name},
+                "spec": {"ports": [{"port": 80}], **spec},
+            }
+
+        first = store.create(SERVICES, "default", service("a"))
+        second = store.create(SERVICES, "default", service("b"))
+        addresses = {first["spec"]["clusterIP"], second["spec"]["clusterIP"], "10.43.0.1"}
+        self.assertEqual(len(addresses), 3)
+        self.assertEqual(first["spec"]["ipFamilies"], ["IPv4"])
+        updated = store.update(SERVICES, "default", "a", {**service("a"), "metadata": {"name": "a", "labels": {"x": "y"}}})
+        self.assertEqual(updated["spec"]["clusterIPs"], first["spec"]["clusterIPs"])
+        error = self.assertRaises(
+            APIError, store.create, SERVICES, "default", service("c", clusterIP="10.43.0.1")
+        )
+        self.assertEqual(error.code, 422)
+        self.assertEqual(
+            error.message,
+            'Service "c" is invalid: spec.clusterIPs: Invalid value: ["10.43.0.1"]: '
+            "failed to allocate IP 10.43.0.1: provided IP is already allocated",
+        )
+        dry = store.create(SERVICES, "default", service("d"), dry_run=True)
+        self.assertEqual(dry["spec"]["clusterIP"], "10.43.0.0")
+
+    def test_stored_object_decoded_again(self) -> None:
+        """
+        What the strategy made of the object is decoded (with defaulting)
+        on its way back from storage: a PVC's reset status is Pending, a
+        Service's has its (non-pointer) load balancer.
+        """
+        claims = ResourceType(
+            "", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", True, subresources=("status",)
+        )
+        store = make_store()
+        claim = store.create(
+            claims,
+            "default",
+            {
+                "metadata": {"name": "c"},
+                "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+                "status": {"phase": "Bound"},
+            },
+        )
+        self.assertEqual(claim["status"], {"phase": "Pending"})
+        service = store.create(SERVICES, "default", {"metadata": {"name": "s"}, "spec": {"ports": [{"port": 80}]}})
+        self.assertEqual(service["status"], {"loadBalancer": {}})
+
+    def test_update_lists_metadata_problems_twice(self) -> None:
+        """
+        C{rest.BeforeUpdate} validates metadata in C{validateCommonFields}
+        and again in the strategy's C{ValidateUpdate}: each problem of the
+        update is a cause twice, and once in the message.
+        """
+        store = make_store()
+        store.create(
+            CONFIGMAPS, "default", {"metadata": {"name": "f", "finalizers": ["a.io/x"]}}
+        )
+        marked = store.delete(CONFIGMAPS, "default", "f")
+        body = {**marked, "metadata": {**marked["metadata"], "finalizers": ["a.io/x", "a.io/y"]}}
+        error = self.assertRaises(APIError, store.update, CONFIGMAPS, "default", "f", body)
+        text = (
+            "Forbidden: no new finalizers can be added if the object is being deleted, "
+            'found new finalizers []string{"a.io/y"}'
+        )
+        self.assertEqual(
+            [(cause.field, cause.message) for cause in error.details.causes],
+            [("metadata.finalizers", text)] * 2,
+        )
+        self.assertEqual(error.message, f'ConfigMap "f" is invalid: metadata.finalizers: {text}')

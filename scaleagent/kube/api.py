@@ -92,6 +92,7 @@ from scaleagent.kube.selectors import (
     parse_field_selector,
     parse_label_selector,
 )
+from scaleagent.kube.store import validate_list_options, validate_watch_options
 from scaleagent.kube.table import (
     InvalidTableRequest,
     partial_object_metadata,
@@ -338,6 +339,30 @@ def _summarize(body: bytes) -> str:
         text = body[:30].decode("utf-8", "replace")
         return text + " ..." if len(body) > 30 else text
     return body[:30].hex() + (" ..." if len(body) > 30 else "")
+
+
+def _go_json_value_type(value: Any) -> str:
+    # How encoding/json's UnmarshalTypeError names a JSON value's type.
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def _unrecognized(kind: str, error: str, body: bytes) -> APIError:
+    """
+    C{transformDecodeError} for a body whose kind could not be read: the
+    kind the request expects, the decoder's error, then a summary of the
+    body.
+    """
+    return new_bad_request(
+        f"the object provided is unrecognized (must be of type {kind}): {error} ({_summarize(body)})"
+    )
 
 
 class _DuplicateFields(dict):
@@ -643,6 +668,20 @@ def _generic_not_found() -> APIError:
     )
 
 
+def _page_not_found() -> _Response:
+    """
+    What Go's C{http.NotFound} answers: kube-apiserver's handler chain ends
+    in it for a path no API group or handler claims (an unknown group, a
+    path outside the API).
+    """
+    return _Response(
+        404,
+        b"404 page not found\n",
+        b"text/plain; charset=utf-8",
+        headers=((b"x-content-type-options", b"nosniff"),),
+    )
+
+
 def _generic_method_not_allowed() -> APIError:
     return APIError(
         405,
@@ -791,7 +830,7 @@ class KubeAPI(Resource):
         if method not in (b"GET", b"HEAD"):
             if head in ("", "version", "healthz", "livez", "readyz", "openapi", ".well-known", "openid"):
                 return self._error(_generic_method_not_allowed())
-            raise _generic_not_found()
+            return _page_not_found()
         if head == "":
             return self._root()
         if head == "version" and len(parts) == 1:
@@ -804,7 +843,7 @@ class KubeAPI(Resource):
             return self._openid_configuration()
         if path == "/openid/v1/jwks":
             return self._jwks()
-        raise _generic_not_found()
+        return _page_not_found()
 
     def _route_api(self, context: _Context, head: str, parts: list[str]) -> Any:
         request = context.request
@@ -819,6 +858,10 @@ class KubeAPI(Resource):
         else:
             if not parts:
                 return self._discovery(context, documents.apis, core=False)
+            if parts[0] and documents.group(parts[0]) is None:
+                # No API group claims the path: it falls through
+                # apiextensions' handler to the end of the chain.
+                return _page_not_found()
             if len(parts) == 1:
                 return self._discovery(context, documents.group(parts[0]))
             group, version, rest = parts[0], parts[1], parts[2:]
@@ -1280,37 +1323,21 @@ class KubeAPI(Resource):
             "send_initial_events": _query_bool(query.get("sendInitialEvents")),
             "allow_bookmarks": bool(_query_bool(query.get("allowWatchBookmarks"))),
         }
-        errors = []
-        match = options["resource_version_match"]
+        # ValidateListOptions, before anything reads the store (which checks
+        # a list's options again itself).
         if watch:
-            if options["send_initial_events"] is not None and match != "NotOlderThan":
-                errors.append(
-                    FieldError.forbidden(
-                        "resourceVersionMatch",
-                        "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
-                    )
-                )
-            if match:
-                if options["send_initial_events"] is None:
-                    errors.append(
-                        FieldError.forbidden(
-                            "resourceVersionMatch",
-                            "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
-                        )
-                    )
-                if match != "NotOlderThan":
-                    errors.append(FieldError.not_supported("resourceVersionMatch", match, ("NotOlderThan",)))
-                if options["continue_token"]:
-                    errors.append(
-                        FieldError.forbidden(
-                            "resourceVersionMatch", "resourceVersionMatch is forbidden when continue is provided"
-                        )
-                    )
-        elif options["send_initial_events"] is not None:
-            # The store checks the list options' other rules itself.
-            errors.append(FieldError.forbidden("sendInitialEvents", "sendInitialEvents is forbidden for list"))
-        if errors:
-            raise new_invalid(("meta.k8s.io", "ListOptions"), "", errors)
+            validate_watch_options(
+                options["resource_version_match"],
+                options["send_initial_events"],
+                options["continue_token"],
+            )
+        else:
+            validate_list_options(
+                options["resource_version"],
+                options["resource_version_match"],
+                options["continue_token"],
+                options["send_initial_events"],
+            )
         return options
 
     def _list(self, context: _Context) -> _Response:
@@ -1471,9 +1498,11 @@ class KubeAPI(Resource):
             try:
                 value = yaml.load(body, Loader=_YAMLLoader)  # noqa: S506 - a SafeLoader subclass
             except yaml.YAMLError as error:
-                raise new_bad_request(
-                    f"the object provided is unrecognized ({_summarize(body)}): "
-                    f"error converting YAML to JSON: yaml: {getattr(error, 'problem', None) or error}"
+                raise _unrecognized(
+                    kind,
+                    "error converting YAML to JSON: yaml: "
+                    f"{getattr(error, 'problem', None) or error}",
+                    body,
                 ) from None
         else:
             try:
@@ -1484,24 +1513,26 @@ class KubeAPI(Resource):
                 else:
                     value = json.loads(text)
             except UnicodeDecodeError:
-                raise new_bad_request(
-                    f"the object provided is unrecognized ({_summarize(body)}): couldn't get "
-                    "version/kind; json parse error: invalid character looking for beginning of value"
+                raise _unrecognized(
+                    kind,
+                    "couldn't get version/kind; json parse error: invalid character looking "
+                    "for beginning of value",
+                    body,
                 ) from None
             except json.JSONDecodeError as error:
-                raise new_bad_request(
-                    f"the object provided is unrecognized ({_summarize(body)}): couldn't get "
-                    f"version/kind; json parse error: {_go_json_error(text, error)}"
+                raise _unrecognized(
+                    kind,
+                    f"couldn't get version/kind; json parse error: {_go_json_error(text, error)}",
+                    body,
                 ) from None
         if value is None:
             value = {}
         if not isinstance(value, dict):
-            type_name = "array" if isinstance(value, list) else "string" if isinstance(value, str) else "number"
-            if isinstance(value, bool):
-                type_name = "bool"
-            raise new_bad_request(
-                f"the object provided is unrecognized ({_summarize(body)}): couldn't get version/kind; "
-                f"json parse error: json: cannot unmarshal {type_name} into Go value of type {_FIND_KIND_TYPE}"
+            raise _unrecognized(
+                kind,
+                "couldn't get version/kind; json parse error: json: cannot unmarshal "
+                f"{_go_json_value_type(value)} into Go value of type {_FIND_KIND_TYPE}",
+                body,
             )
         problems = [f"duplicate field {go_quote(key)}" for key in duplicates]
         found: list[str] = []
@@ -1794,16 +1825,17 @@ class KubeAPI(Resource):
                         if isinstance(error, json.JSONDecodeError)
                         else str(error)
                     )
+                    # The delete handler answers the decoder's error as it
+                    # is (no transformDecodeError).
                     raise new_bad_request(
-                        f"the object provided is unrecognized ({_summarize(body)}): couldn't get "
-                        f"version/kind; json parse error: {message}"
+                        f"couldn't get version/kind; json parse error: {message}"
                     ) from None
                 if options is None:
                     options = {}
                 if not isinstance(options, dict):
                     raise new_bad_request(
-                        f"the object provided is unrecognized ({_summarize(body)}): couldn't get version/kind; "
-                        f"json parse error: json: cannot unmarshal array into Go value of type {_FIND_KIND_TYPE}"
+                        "couldn't get version/kind; json parse error: json: cannot unmarshal "
+                        f"{_go_json_value_type(options)} into Go value of type {_FIND_KIND_TYPE}"
                     )
                 kind = options.get("kind")
                 if kind and kind != "DeleteOptions":
@@ -1996,16 +2028,10 @@ class KubeAPI(Resource):
         binding = self._decode_body(context, "Binding", "v1")
         name = target.name or (binding.get("metadata") or {}).get("name") or ""
         node = (binding.get("target") or {}).get("name", "")
-        store = self._cluster.store
-        namespace = self._store_namespace(context)
-        pod = store.get(_PODS, namespace, name)
-        assigned = (pod.get("spec") or {}).get("nodeName")
-        if assigned:
-            raise new_conflict(
-                _PODS.group_resource, name, f"pod {name} is already assigned to node {go_quote(assigned)}"
-            )
-        spec = {**(pod.get("spec") or {}), "nodeName": node}
-        store.update(_PODS, namespace, name, {**pod, "spec": spec}, dry_run=dry_run)
+        annotations = (binding.get("metadata") or {}).get("annotations") or None
+        self._cluster.store.bind_pod(
+            _PODS, self._store_namespace(context), name, node, annotations, dry_run=dry_run
+        )
         return _Response(201, _json_bytes(_success_status(201)))
 
     def _component_statuses(self, context: _Context) -> _Response:

@@ -210,13 +210,32 @@ def apply_merge_patch(obj: Any, patch: Any) -> Any:
     if isinstance(patch, dict):
         patch = copy.deepcopy(patch)
         if isinstance(obj, dict):
-            document = copy.deepcopy(obj)
-            _merge_documents(document, patch)
-            return document
+            # Only the objects on the patch's paths are copied: the rest of
+            # the (immutable) current object is shared with the result, so
+            # that what did not change stays what the store holds.
+            return _merged(obj, patch)
         return _prune_object_nulls(patch)
     if isinstance(patch, list):
         return _prune_array_nulls(copy.deepcopy(patch))
     raise new_bad_request("Invalid JSON Patch")
+
+
+def _merged(current: dict, patch: dict) -> dict:
+    """L{_merge_documents} on a copy of C{current}, copying only what changes."""
+    document = dict(current)
+    for key, value in patch.items():
+        if value is None:
+            document.pop(key, None)
+            continue
+        existing = document.get(key)
+        if existing is None:
+            _prune_nulls(value)
+            document[key] = value
+        elif isinstance(existing, dict) and isinstance(value, dict):
+            document[key] = _merged(existing, value)
+        else:
+            document[key] = _merge_value(existing, value)
+    return document
 
 
 def _merge_documents(document: dict, patch: dict) -> None:

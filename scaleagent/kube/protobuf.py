@@ -1027,7 +1027,9 @@ def _bad_request(
     kind: str, version: str, target_kind: Optional[str], body: bytes, reason: str
 ) -> APIError:
     """
-    Word a decode failure as the apiserver's C{transformDecodeError} does.
+    Word a decode failure as the apiserver's C{transformDecodeError} does:
+    with the kind the body names if it names one, else with the kind the
+    request expects and a summary of the body after the error.
     """
     if kind:
         return new_bad_request(
@@ -1035,5 +1037,6 @@ def _bad_request(
             f"{target_kind or kind}: {reason}"
         )
     return new_bad_request(
-        f"the object provided is unrecognized ({_summarize(body)}): {reason}"
+        f"the object provided is unrecognized (must be of type {target_kind or ''}): "
+        f"{reason} ({_summarize(body)})"
     )

@@ -678,6 +678,9 @@ def _grouped() -> list[ResourceType]:
             subresources=(STATUS,),
             short_names=("crd", "crds"),
             categories=API_EXTENSIONS,
+            # kube-apiserver still stores CRDs as v1beta1 (its storage
+            # version hash is that of v1beta1, on 1.28 as on 1.35).
+            storage=("apiextensions.k8s.io", "v1beta1", "CustomResourceDefinition"),
         ),
         _resource(
             "scheduling.k8s.io",

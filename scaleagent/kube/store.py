@@ -19,14 +19,20 @@ share one object.
 
 Semantics follow kube-apiserver 1.35 (C{k8s.io/apiserver}'s generic
 registry, cacher and watch cache; the namespace registry and the
-NamespaceLifecycle admission plugin). Where this store approximates, the
-code says so.
+NamespaceLifecycle admission plugin). Every create and update is decoded
+as the apiserver decodes a body (L{scaleagent.kube.defaults}: the Go round
+trip and API defaulting) before the strategy and the admission functions
+see it, and what goes to storage is decoded again, as the apiserver reads
+it back from etcd; Services get their cluster IPs and node ports as the
+Service registry allocates them. Template objects are read as they are
+written. Where this store approximates, the code says so.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import json
 import random
 import re
@@ -39,6 +45,7 @@ from typing import Any, Callable, Iterable, Mapping, NamedTuple, Optional, Union
 
 from twisted.logger import Logger
 
+from scaleagent.kube.defaults import allocate_service, default_object, normalise_object
 from scaleagent.kube.errors import (
     APIError,
     CauseType,
@@ -106,6 +113,7 @@ Admission = Callable[[str, ResourceType, dict, Optional[dict]], Optional[dict]]
 Observer = Callable[[str, ResourceType, dict, Optional[dict]], object]
 
 _NAMESPACES: GroupResource = ("", "namespaces")
+_SERVICES: GroupResource = ("", "services")
 
 # NamespaceLifecycle's immortal namespaces.
 _IMMORTAL_NAMESPACES = frozenset({"default", "kube-system", "kube-public"})
@@ -160,6 +168,17 @@ _STATUS_KEEPS_METADATA = {
     ("apps", "deployments"): ("labels",),
     ("", "pods"): ("ownerReferences",),
 }
+
+# Kinds whose ValidateXUpdate validates the new object's metadata in full
+# again after ValidateObjectMetaUpdate (ValidateConfigMapUpdate calls
+# ValidateConfigMap, and so on), so that its problems are listed once more.
+_REVALIDATES_METADATA_ON_UPDATE = frozenset(
+    {
+        ("", "configmaps"),
+        ("", "secrets"),
+        ("", "serviceaccounts"),
+    }
+)
 
 # Name rules per resource; the default is an RFC 1123 subdomain.
 _DNS1123_LABEL_NAMES = frozenset({("", "namespaces")})
@@ -442,8 +461,9 @@ def validate_list_options(
     """
     Check the options of a LIST request as the apiserver's list handler
     does before the storage sees them (C{ValidateListOptions}).
-    L{ObjectStore.list} applies this itself; the HTTP layer calls it only
-    for C{send_initial_events}, which a list must not have.
+    L{ObjectStore.list} applies this itself (without
+    C{send_initial_events}); the HTTP layer calls it with everything the
+    request gave, so that every cause is reported, in the apiserver's order.
 
     @raise APIError: Invalid C{ListOptions.meta.k8s.io}.
     """
@@ -1038,7 +1058,9 @@ class ObjectStore:
                         "the list.",
                         continue_token=_encode_continue(start_relative, -1),
                     )
-                raise new_resource_expired(f"too old resource version: {at}")
+                # etcd3 storage's interpretListError for a compacted
+                # revision; "too old resource version" is the watch's text.
+                raise new_resource_expired("The resourceVersion for the provided list is too old.")
             undo = self._undo_since(group_resource, at)
         list_version = at if at is not None else self._resource_version
 
@@ -1176,11 +1198,12 @@ class ObjectStore:
         """
         Create an object, as POST to the collection does.
 
-        The store fills in uid, creationTimestamp, resourceVersion, a name
-        from C{generateName}, C{generation} (1 for resources that track it)
-        and drops the client's status for resources with a status
-        subresource. With C{dry_run} nothing is stored and the result has no
-        resourceVersion.
+        The store decodes and defaults the object, fills in uid,
+        creationTimestamp, resourceVersion, a name from C{generateName},
+        C{generation} (1 for resources that track it), resets the client's
+        status for resources with a status subresource, and allocates a
+        Service's cluster IP and node ports. With C{dry_run} nothing is
+        stored and the result has no resourceVersion.
 
         @raise APIError: BadRequest (wrong apiVersion/kind, namespace
             mismatch), NotFound (namespace), Forbidden (namespace
@@ -1188,7 +1211,7 @@ class ObjectStore:
         """
         group_resource = resource_type.group_resource
         namespace = (namespace or "") if resource_type.namespaced else ""
-        new = self._decode(resource_type, obj)
+        new = default_object(resource_type, self._decode(resource_type, obj))
         metadata = new["metadata"]
         for field in _WIPED_ON_CREATE:
             metadata.pop(field, None)
@@ -1209,8 +1232,12 @@ class ObjectStore:
         metadata["uid"] = self._new_uid()
         metadata["creationTimestamp"] = _format_time(self._now())
         client_version = metadata.pop("resourceVersion", None)
+        decoded = dict(new)
         self._prepare_for_create(resource_type, new)
         new = self._admit("CREATE", resource_type, new, None)
+        if group_resource == _SERVICES:
+            new = self._allocate_service(resource_type, new, None, dry_run)
+        new = self._decoded(resource_type, new, None, decoded, None)
         metadata = new["metadata"]
 
         errors = self._validate_metadata(resource_type, metadata)
@@ -1292,6 +1319,13 @@ class ObjectStore:
                 StatusDetails(),
             )
         new = self._decode(resource_type, obj)
+        key = _key(namespace, name)
+        # What this store wrote is decoded already: the parts of the body
+        # that are still the stored object's need no second walk.
+        overlay = self._overlay.get(group_resource)
+        written = overlay.get(key) if overlay is not None else None
+        new = default_object(resource_type, new, subresource, written)
+        decoded = dict(new)
         metadata = new["metadata"]
         # checkName, in the update handler.
         body_name = metadata.get("name") or ""
@@ -1306,7 +1340,6 @@ class ObjectStore:
                 f"namespace on the request ({namespace})"
             )
 
-        key = _key(namespace, name)
         old = self._stored(group_resource, key)
         if old is None:
             raise new_not_found(group_resource, name)
@@ -1339,13 +1372,23 @@ class ObjectStore:
         grace = old_metadata.get("deletionGracePeriodSeconds")
         if grace is not None and "deletionGracePeriodSeconds" not in metadata:
             metadata["deletionGracePeriodSeconds"] = grace
-        if old_metadata.get("generation") and _spec_changed(new, old):
+        # The stored object as the apiserver would have decoded it: a
+        # template object (or one stored by an older scaleagent) may lack
+        # what defaulting adds, which is no change the client made.
+        decoded_old = _LazyDecoded(resource_type, key, old, self._overlay.get(group_resource))
+        if (
+            old_metadata.get("generation")
+            and _spec_changed(new, old)
+            and _spec_changed(new, decoded_old.get())
+        ):
             metadata["generation"] = old_metadata["generation"] + 1
         new = self._admit("UPDATE", resource_type, new, _as_version(old, resource_type))
+        if group_resource == _SERVICES and subresource is None:
+            new = self._allocate_service(resource_type, new, old, dry_run)
+        new = self._decoded(resource_type, new, subresource, decoded, written)
         metadata = new["metadata"]
 
-        errors = self._validate_metadata(resource_type, metadata)
-        errors.extend(self._validate_metadata_update(metadata, old_metadata))
+        errors = self._validate_update_metadata(resource_type, metadata, old_metadata)
         if errors:
             raise new_invalid((resource_type.group, resource_type.kind), name, errors)
         new["metadata"] = _ordered_metadata(metadata)
@@ -1358,8 +1401,9 @@ class ObjectStore:
             self._remove(resource_type, key, old)
             self._flush()
             return new
-        if new == _as_version(old, resource_type):
-            return _as_version(old, resource_type)
+        current = _as_version(old, resource_type)
+        if new == current or new == _as_version(decoded_old.get(), resource_type):
+            return current
         if dry_run:
             return new
         self._resource_version += 1
@@ -1368,6 +1412,70 @@ class ObjectStore:
         self._commit(resource_type, MODIFIED, key, stored, old)
         self._flush()
         return stored
+
+    def bind_pod(
+        self,
+        resource_type: ResourceType,
+        namespace: str,
+        name: str,
+        node_name: str,
+        annotations: Optional[Mapping[str, str]] = None,
+        dry_run: bool = False,
+    ) -> dict:
+        """
+        Assign a pod to a node, as C{pods/binding} does: the binding
+        storage's C{setPodNodeAndMetadata} updates the stored pod directly,
+        without the pod strategy or admission, so C{metadata.generation}
+        stays as it is. It sets C{spec.nodeName}, merges the binding's
+        annotations, and marks the C{PodScheduled} condition true.
+
+        @raise APIError: NotFound; Conflict on C{pods/binding} when the pod
+            is being deleted or already assigned.
+        """
+        group_resource = resource_type.group_resource
+        key = _key(namespace, name)
+        old = self._stored(group_resource, key)
+        if old is None:
+            raise new_not_found(group_resource, name)
+        binding = (group_resource[0], group_resource[1] + "/binding")
+        if old["metadata"].get("deletionTimestamp"):
+            raise new_conflict(
+                binding, name, f"pod {name} is being deleted, cannot be assigned to a host"
+            )
+        assigned = (old.get("spec") or {}).get("nodeName")
+        if assigned:
+            raise new_conflict(
+                binding, name, f"pod {name} is already assigned to node {go_quote(assigned)}"
+            )
+        bound = dict(old)
+        bound["spec"] = {**(old.get("spec") or {}), "nodeName": node_name}
+        if annotations:
+            merged = {**(old["metadata"].get("annotations") or {}), **annotations}
+            bound = _with_metadata(bound, annotations=merged)
+        status = dict(old.get("status") or {})
+        conditions = list(status.get("conditions") or ())
+        now = _format_time(self._now())
+        # podutil.UpdatePodCondition: the condition is replaced, keeping its
+        # transition time when its status does not change.
+        scheduled = {"type": "PodScheduled", "status": "True", "lastProbeTime": None}
+        for index, condition in enumerate(conditions):
+            if condition.get("type") == "PodScheduled":
+                same = condition.get("status") == "True"
+                scheduled["lastTransitionTime"] = (
+                    condition.get("lastTransitionTime") if same else now
+                )
+                conditions[index] = scheduled
+                break
+        else:
+            scheduled["lastTransitionTime"] = now
+            conditions.append(scheduled)
+        status["conditions"] = conditions
+        bound["status"] = status
+        overlay = self._overlay.get(group_resource)
+        written = old if overlay is not None and overlay.get(key) is old else None
+        # In field order, as the binding storage encodes the typed pod.
+        bound = normalise_object(resource_type, bound, written)
+        return self._write_marked(resource_type, key, bound, old, dry_run)
 
     def delete(
         self,
@@ -1963,16 +2071,129 @@ class ObjectStore:
         new["metadata"] = dict(new["metadata"])
         return new
 
+    def _allocate_service(
+        self, resource_type: ResourceType, new: dict, old: Optional[dict], dry_run: bool
+    ) -> dict:
+        """The Service registry's IP and node port allocation, over this store's Services."""
+        metadata = new["metadata"]
+        own = _key(metadata.get("namespace", ""), metadata.get("name", ""))
+        used_ips: set[int] = set()
+        used_ports: set[int] = set()
+        for key in self._keys(_SERVICES, "", None, {}):
+            if key == own:
+                continue
+            service = self._stored(_SERVICES, key)
+            spec = (service or {}).get("spec") or {}
+            for address in spec.get("clusterIPs") or [spec.get("clusterIP")]:
+                try:
+                    used_ips.add(int(ipaddress.ip_address(address)))
+                except (TypeError, ValueError):
+                    pass
+            for port in spec.get("ports") or ():
+                if isinstance(port, Mapping) and port.get("nodePort"):
+                    used_ports.add(port["nodePort"])
+            if spec.get("healthCheckNodePort"):
+                used_ports.add(spec["healthCheckNodePort"])
+        allocated = allocate_service(new, old, used_ips, used_ports, dry_run=dry_run)
+        allocated["metadata"] = metadata
+        return allocated
+
     @staticmethod
-    def _validate_metadata(resource_type: ResourceType, metadata: Mapping) -> list[FieldError]:
-        """C{ValidateObjectMetaAccessor} with the resource's name rules."""
+    def _decoded(
+        resource_type: ResourceType,
+        new: dict,
+        subresource: Optional[str],
+        decoded: Mapping,
+        written: Optional[Mapping],
+    ) -> dict:
+        """
+        The object as the apiserver stores and answers it: what the strategy
+        and admission plugins made of it goes to storage and is decoded back
+        (with defaulting) into the object the client gets (a Deployment's
+        reset status is C{{}}, a PVC's is Pending again). What is still as
+        decoding or the stored object had it is not walked again.
+        """
+        if new.keys() == decoded.keys() and all(
+            key == "metadata"
+            or value is decoded[key]
+            or (written is not None and value is written.get(key))
+            for key, value in new.items()
+        ):
+            # Only the store's own metadata changed since decoding (a status
+            # update, say): there is nothing to decode again.
+            result = dict(new)
+            result["metadata"] = dict(new["metadata"])
+            return result
+        reference = {}
+        for key, value in new.items():
+            if value is decoded.get(key) or (written is not None and value is written.get(key)):
+                reference[key] = value
+            elif key in decoded:
+                reference[key] = decoded[key]
+            elif written is not None and key in written:
+                reference[key] = written[key]
+        result = default_object(resource_type, new, subresource, reference)
+        # Our own metadata: later steps change it.
+        result["metadata"] = dict(result["metadata"])
+        return result
+
+    @classmethod
+    def _validate_update_metadata(
+        cls, resource_type: ResourceType, metadata: Mapping, old_metadata: Mapping
+    ) -> list[FieldError]:
+        """
+        What C{rest.BeforeUpdate} reports about metadata, duplicates
+        included: its C{validateCommonFields} (C{ValidateObjectMetaAccessor}
+        with path-segment name rules, then C{ValidateObjectMetaAccessorUpdate}),
+        then the strategy's C{ValidateUpdate}, which runs
+        C{ValidateObjectMetaUpdate} again and, for some kinds, validates the
+        new metadata in full once more. The message names each problem once
+        (the aggregate drops duplicates); the causes list every one.
+        """
+        # The stored object's labels and annotations passed validation when
+        # it was written: only changed ones are looked at (each time Go
+        # validates them, the same problems are listed).
+        if metadata.get("labels") == old_metadata.get("labels") and metadata.get(
+            "annotations"
+        ) == old_metadata.get("annotations"):
+            labels: list[FieldError] = []
+        else:
+            labels = _label_and_annotation_errors(metadata)
+        update = cls._validate_metadata_update(metadata, old_metadata, labels)
+        errors = cls._validate_metadata(resource_type, metadata, True, labels)
+        errors.extend(update)
+        errors.extend(update)
+        if resource_type.group_resource in _REVALIDATES_METADATA_ON_UPDATE:
+            errors.extend(cls._validate_metadata(resource_type, metadata, False, labels))
+        return errors
+
+    @staticmethod
+    def _validate_metadata(
+        resource_type: ResourceType,
+        metadata: Mapping,
+        path_segment_names: bool = False,
+        labels: Optional[list[FieldError]] = None,
+    ) -> list[FieldError]:
+        """
+        C{ValidateObjectMetaAccessor} with the resource's name rules (or,
+        with C{path_segment_names}, only C{path.ValidatePathSegmentName}'s).
+
+        @param labels: what L{_label_and_annotation_errors} says about the
+            metadata, if already known.
+        """
         group_resource = resource_type.group_resource
+
+        def name_errors(name: str, prefix: bool) -> list[str]:
+            if path_segment_names:
+                return _path_segment_errors(name, prefix)
+            return _name_errors(group_resource, name, prefix)
+
         errors: list[FieldError] = []
         generate_name = metadata.get("generateName") or ""
         if generate_name:
             errors.extend(
                 FieldError.invalid("metadata.generateName", generate_name, problem)
-                for problem in _name_errors(group_resource, generate_name, True)
+                for problem in name_errors(generate_name, True)
             )
         name = metadata.get("name") or ""
         if not name:
@@ -1980,7 +2201,7 @@ class ObjectStore:
         else:
             errors.extend(
                 FieldError.invalid("metadata.name", name, problem)
-                for problem in _name_errors(group_resource, name, False)
+                for problem in name_errors(name, False)
             )
         namespace = metadata.get("namespace") or ""
         if resource_type.namespaced:
@@ -2000,25 +2221,7 @@ class ObjectStore:
                     "metadata.generation", generation, "must be greater than or equal to 0"
                 )
             )
-        for label, value in (metadata.get("labels") or {}).items():
-            errors.extend(
-                FieldError.invalid("metadata.labels", label, problem)
-                for problem in label_key_errors(label)
-            )
-            errors.extend(
-                FieldError.invalid("metadata.labels", value, problem)
-                for problem in label_value_errors(value)
-            )
-        annotations = metadata.get("annotations") or {}
-        size = 0
-        for annotation, value in annotations.items():
-            size += len(annotation.encode("utf-8")) + len(value.encode("utf-8"))
-            errors.extend(
-                FieldError.invalid("metadata.annotations", annotation, problem)
-                for problem in label_key_errors(annotation.lower())
-            )
-        if size > _ANNOTATIONS_SIZE_LIMIT:
-            errors.append(FieldError.too_long("metadata.annotations", _ANNOTATIONS_SIZE_LIMIT))
+        errors.extend(_label_and_annotation_errors(metadata) if labels is None else labels)
         finalizers = metadata.get("finalizers") or ()
         for finalizer in finalizers:
             errors.extend(
@@ -2036,8 +2239,14 @@ class ObjectStore:
         return errors
 
     @staticmethod
-    def _validate_metadata_update(metadata: Mapping, old_metadata: Mapping) -> list[FieldError]:
-        """C{ValidateObjectMetaAccessorUpdate}, for what a request can change."""
+    def _validate_metadata_update(
+        metadata: Mapping, old_metadata: Mapping, labels: list[FieldError]
+    ) -> list[FieldError]:
+        """
+        C{ValidateObjectMetaAccessorUpdate}, for what a request can change
+        (the store keeps name, namespace, resourceVersion, generation and
+        creationTimestamp itself).
+        """
         errors = []
         if old_metadata.get("deletionTimestamp"):
             extra = sorted(
@@ -2056,6 +2265,7 @@ class ObjectStore:
             if value != old_metadata.get(field):
                 shown = value if value is not None else ""
                 errors.append(FieldError.invalid(f"metadata.{field}", shown, "field is immutable"))
+        errors.extend(labels)
         return errors
 
     @staticmethod
@@ -2134,6 +2344,31 @@ _NO_SEEDS = SeedSet()
 _SHARED_SEED_SETS: weakref.WeakValueDictionary[tuple, SeedSet] = weakref.WeakValueDictionary()
 
 
+def _label_and_annotation_errors(metadata: Mapping) -> list[FieldError]:
+    """C{ValidateLabels} and C{ValidateAnnotations} of the metadata."""
+    errors: list[FieldError] = []
+    for label, value in (metadata.get("labels") or {}).items():
+        errors.extend(
+            FieldError.invalid("metadata.labels", label, problem)
+            for problem in label_key_errors(label)
+        )
+        errors.extend(
+            FieldError.invalid("metadata.labels", value, problem)
+            for problem in label_value_errors(value)
+        )
+    annotations = metadata.get("annotations") or {}
+    size = 0
+    for annotation, value in annotations.items():
+        size += len(annotation.encode("utf-8")) + len(value.encode("utf-8"))
+        errors.extend(
+            FieldError.invalid("metadata.annotations", annotation, problem)
+            for problem in label_key_errors(annotation.lower())
+        )
+    if size > _ANNOTATIONS_SIZE_LIMIT:
+        errors.append(FieldError.too_long("metadata.annotations", _ANNOTATIONS_SIZE_LIMIT))
+    return errors
+
+
 def _pod_qos_class(spec: Mapping) -> str:
     """
     The QoS class the pod strategy records on create: Guaranteed when every
@@ -2155,6 +2390,34 @@ def _pod_qos_class(spec: Mapping) -> str:
     if guaranteed:
         return "Guaranteed"
     return "Burstable" if requested else "BestEffort"
+
+
+class _LazyDecoded:
+    """
+    A stored object as decoding would give it, worked out only if asked:
+    objects this store wrote are that already; template objects are read
+    as written.
+    """
+
+    __slots__ = ("_resource_type", "_object", "_decoded")
+
+    def __init__(
+        self,
+        resource_type: ResourceType,
+        key: str,
+        obj: dict,
+        overlay: Optional[Mapping[str, Optional[dict]]],
+    ) -> None:
+        self._resource_type = resource_type
+        self._object = obj
+        written = overlay is not None and overlay.get(key) is obj
+        self._decoded: Optional[dict] = obj if written else None
+
+    def get(self) -> dict:
+        decoded = self._decoded
+        if decoded is None:
+            decoded = self._decoded = default_object(self._resource_type, self._object)
+        return decoded
 
 
 def _spec_changed(new: Mapping, old: Mapping) -> bool:

@@ -123,6 +123,12 @@ def apply_created(controllers: Controllers, manifest: Mapping) -> None:
     metadata = dict(manifest.get("metadata") or {})
     if resource_type.namespaced and not metadata.get("namespace"):
         metadata["namespace"] = DEFAULT_NAMESPACE
+    elif not resource_type.namespaced:
+        # kubectl's builder clears the namespace of a cluster-scoped object
+        # (FilterNamespace) before it records the last-applied configuration,
+        # so a manifest that gives one (Rancher's cattle-admin-binding) is
+        # recorded without it.
+        metadata.pop("namespace", None)
     namespace = metadata.get("namespace", "") if resource_type.namespaced else ""
     name = metadata.get("name", "")
     if get_or_none(controllers.store, resource_type, namespace, name) is not None:

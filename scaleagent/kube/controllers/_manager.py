@@ -61,6 +61,7 @@ _ADMISSIONS: Mapping[tuple[str, str], tuple[Admission, ...]] = {
     CUSTOM_RESOURCE_DEFINITIONS.group_resource: (_crds.admit_crd,),
     DAEMON_SETS.group_resource: (_workloads.admit_daemon_set,),
     JOBS.group_resource: (_workloads.admit_job,),
+    NODES.group_resource: (_nodes.admit_node,),
 }
 
 _OBSERVERS: Mapping[tuple[str, str], tuple[Observer, ...]] = {
@@ -79,7 +80,13 @@ _OBSERVERS: Mapping[tuple[str, str], tuple[Observer, ...]] = {
     JOBS.group_resource: (_workloads.observe_workload,),
     # The kubelet first, so that the pod's owner counts it running.
     PODS.group_resource: (_pods.observe_pod, _workloads.observe_owned_pod),
-    NODES.group_resource: (_pods.observe_node, _workloads.observe_node_for_daemons),
+    # The node lifecycle controller's taints first: the scheduler then
+    # sees the Node as it is after them.
+    NODES.group_resource: (
+        _nodes.observe_node_taints,
+        _pods.observe_node,
+        _workloads.observe_node_for_daemons,
+    ),
 }
 
 # Write failures the controllers expect and simply drop, as the real ones

@@ -1,6 +1,8 @@
 # -*- test-case-name: tests.test_kube_controllers -*-
 """
-The kubelets' periodic writes: node status reports and Lease renewals.
+The kubelets' periodic writes (node status reports and Lease renewals),
+and the taints Nodes get from their conditions (the TaintNodesByCondition
+admission plugin and the node lifecycle controller's NoSchedule pass).
 
 A kubelet reports its Node's status (every condition's
 C{lastHeartbeatTime}) every five minutes when nothing changes, and renews
@@ -21,7 +23,7 @@ there is no node lifecycle controller here to act on an expired one.
 from __future__ import annotations
 
 import zlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Mapping, Optional
 
 from scaleagent.kube.controllers._common import (
     LEASES,
@@ -36,6 +38,8 @@ from scaleagent.kube.controllers._common import (
     owner_reference,
     parse_time,
 )
+from scaleagent.kube.resources import ResourceType
+from scaleagent.kube.store import DELETED
 
 if TYPE_CHECKING:
     from scaleagent.kube.controllers._manager import Controllers
@@ -160,6 +164,92 @@ def ensure_node_leases(controllers: Controllers) -> None:
                 },
             },
         )
+
+
+# -- node taints ---------------------------------------------------------------
+
+_NOT_READY = "node.kubernetes.io/not-ready"
+_UNSCHEDULABLE = "node.kubernetes.io/unschedulable"
+
+# The node lifecycle controller's nodeConditionToTaintKeyStatusMap: which
+# condition status taints a Node NoSchedule with which key.
+_CONDITION_TAINTS = {
+    "Ready": {"False": _NOT_READY, "Unknown": "node.kubernetes.io/unreachable"},
+    "MemoryPressure": {"True": "node.kubernetes.io/memory-pressure"},
+    "DiskPressure": {"True": "node.kubernetes.io/disk-pressure"},
+    "NetworkUnavailable": {"True": "node.kubernetes.io/network-unavailable"},
+    "PIDPressure": {"True": "node.kubernetes.io/pid-pressure"},
+}
+_CONDITION_TAINT_KEYS = frozenset(
+    key for statuses in _CONDITION_TAINTS.values() for key in statuses.values()
+)
+
+
+def admit_node(
+    controllers: Controllers, operation: str, resource_type: ResourceType, new: dict, old: Optional[dict]
+) -> Optional[dict]:
+    """
+    The TaintNodesByCondition admission plugin: every Node is created
+    tainted C{node.kubernetes.io/not-ready:NoSchedule}, whatever its
+    conditions say, so that nothing schedules on it before the node
+    lifecycle controller has looked at it (L{observe_node_taints}).
+    """
+    if operation != "CREATE":
+        return None
+    spec = new.get("spec") if isinstance(new.get("spec"), dict) else {}
+    taints = list(spec.get("taints") or ())
+    if any(_matches(taint, _NOT_READY) for taint in taints):
+        return None
+    taints.append({"key": _NOT_READY, "effect": "NoSchedule"})
+    return {**new, "spec": {**spec, "taints": taints}}
+
+
+def _matches(taint: object, key: str) -> bool:
+    # Taint.MatchTaint: the same key and effect.
+    return isinstance(taint, Mapping) and taint.get("key") == key and taint.get("effect") == "NoSchedule"
+
+
+def observe_node_taints(
+    controllers: Controllers, event: str, resource_type: ResourceType, obj: dict, old: Optional[dict]
+) -> None:
+    """
+    The node lifecycle controller's C{doNoScheduleTaintingPass}, on every
+    change of a Node: its NoSchedule condition taints (and the
+    unschedulable one) follow its conditions and C{spec.unschedulable}. A
+    Ready Node loses the not-ready taint it was created with; others are
+    left alone.
+    """
+    if event == DELETED:
+        return
+    name = metadata_of(obj).get("name", "")
+    node = get_or_none(controllers.store, NODES, "", name)
+    if node is None or node.get("metadata", {}).get("deletionTimestamp"):
+        return
+    wanted = []
+    for condition in (node.get("status") or {}).get("conditions") or ():
+        key = _CONDITION_TAINTS.get(condition.get("type"), {}).get(condition.get("status"))
+        if key is not None:
+            wanted.append(key)
+    spec = node.get("spec") or {}
+    if spec.get("unschedulable"):
+        wanted.append(_UNSCHEDULABLE)
+    taints = list(spec.get("taints") or ())
+    present = [
+        taint["key"]
+        for taint in taints
+        if isinstance(taint, Mapping)
+        and taint.get("effect") == "NoSchedule"
+        and (taint.get("key") in _CONDITION_TAINT_KEYS or taint.get("key") == _UNSCHEDULABLE)
+    ]
+    to_add = [key for key in wanted if key not in present]
+    to_remove = {key for key in present if key not in wanted}
+    if not to_add and not to_remove:
+        return
+    kept = [taint for taint in taints if not any(_matches(taint, key) for key in to_remove)]
+    kept.extend({"key": key, "effect": "NoSchedule"} for key in to_add)
+    new = dict(node)
+    new["spec"] = {**spec, "taints": kept}
+    controllers.update_quietly(NODES, "", name, new)
 
 
 def lease_read(namespace: object) -> bool:

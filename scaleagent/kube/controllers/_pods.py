@@ -32,6 +32,7 @@ from scaleagent.kube.controllers._common import (
     metadata_of,
     name_suffix,
 )
+from scaleagent.kube.errors import APIError
 from scaleagent.kube.resources import ResourceType
 from scaleagent.kube.store import DELETED
 
@@ -378,9 +379,12 @@ def run_pod(controllers: Controllers, pod: Mapping) -> Mapping:
         node = choose_node(controllers, pod)
         if node is None:
             return _unschedulable(controllers, pod)
-        new = dict(pod)
-        new["spec"] = {**spec, "nodeName": metadata_of(node)["name"]}
-        if controllers.update_quietly(PODS, namespace, name, new) is None:
+        # The scheduler binds through pods/binding, which changes the stored
+        # pod without bumping its generation.
+        try:
+            controllers.store.bind_pod(PODS, namespace, name, metadata_of(node)["name"])
+        except APIError as error:
+            controllers.log_write_failure(error, PODS, namespace, name)
             return pod
         # Outside an observer the binding's own notification may already
         # have started the pod.

@@ -49,6 +49,7 @@ from scaleagent.kube.controllers._common import (
     with_finalizers,
 )
 from scaleagent.kube.controllers._pods import node_fits, run_pod
+from scaleagent.kube.defaults import default_message
 from scaleagent.kube.errors import APIError
 from scaleagent.kube.resources import ResourceType
 from scaleagent.kube.store import DELETED
@@ -57,6 +58,8 @@ if TYPE_CHECKING:
     from scaleagent.kube.controllers._manager import Controllers
 
 POD_TEMPLATE_HASH = "pod-template-hash"
+
+_POD_TEMPLATE = "core/v1.PodTemplateSpec"
 CONTROLLER_REVISION_HASH = "controller-revision-hash"
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 REVISION_HISTORY_ANNOTATION = "deployment.kubernetes.io/revision-history"
@@ -297,7 +300,12 @@ def _without_hash(template: Mapping) -> Mapping:
 
 
 def _same_template(left: Mapping, right: Mapping) -> bool:
-    """C{EqualIgnoreHash}, treating absent and empty maps alike."""
+    """
+    C{EqualIgnoreHash}, treating absent and empty maps alike. Templates
+    compare as the apiserver decodes them: a template object (written
+    without what defaulting adds) is the same template as its defaulted
+    copy in an object written since.
+    """
 
     def normal(template: Mapping) -> Mapping:
         template = _without_hash(template)
@@ -307,7 +315,9 @@ def _same_template(left: Mapping, right: Mapping) -> bool:
         metadata.pop("creationTimestamp", None)
         return {**template, "metadata": metadata}
 
-    return normal(left) == normal(right)
+    if normal(left) == normal(right):
+        return True
+    return normal(default_message(_POD_TEMPLATE, left)) == normal(default_message(_POD_TEMPLATE, right))
 
 
 def _revision(obj: Mapping) -> int:

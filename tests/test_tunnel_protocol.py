@@ -11,9 +11,11 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
 from twisted.logger import capturedLogs, formatEvent
 from twisted.python.failure import Failure
 from twisted.test.iosim import IOPump, connectedServerAndClient
@@ -282,6 +284,22 @@ class HandshakeRequestTests(ProtocolTestCase):
         assert client.session is not None
         self.assertEqual(client.session.stream_ids(), [2])
         self.assertEqual([m.data for m in server.frames_received()], [b"over tls"])
+
+    def test_nagle_is_off(self) -> None:
+        # Without it the first answer on a new stream waits ~40 ms for the
+        # peer's delayed ACK; Go's side never has Nagle on.
+        class TCPTransport(StringTransport):
+            nodelay = False
+
+            def setTcpNoDelay(self, enabled: bool) -> None:
+                self.nodelay = enabled
+
+        transport = TCPTransport()
+        client = self.client()
+        client.makeConnection(transport)
+        self.addCleanup(client.connectionLost, Failure(ConnectionDone()))
+        self.assertTrue(transport.nodelay)
+        self.assertIn(b"GET /v3/connect/register", transport.value())
 
     def test_options(self) -> None:
         options = websocket_factory(self.clock)

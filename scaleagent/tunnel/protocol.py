@@ -294,6 +294,14 @@ class TunnelProtocol(WebSocketClientProtocol):
             self._handshake_timeout, self._handshake_timed_out
         )
         self._owner.tunnel_connecting(self)
+        # Go's net package disables Nagle on every TCP connection. autobahn
+        # means to as well, but reads tcpNoDelay before it copies the factory
+        # options and swallows the error, so without this the first answer on
+        # a new stream waits for the peer's delayed ACK (~40 ms).
+        try:
+            self.transport.setTcpNoDelay(True)
+        except (AttributeError, OSError):
+            pass  # not a TCP transport (tests, UNIX sockets)
         super().connectionMade()
 
     def onConnecting(self, transport_details: Any) -> ConnectingRequest:

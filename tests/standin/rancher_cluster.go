@@ -94,7 +94,7 @@ func (rc *rancherCluster) opts() rancherOptions { return rc.srv.opts }
 // none unless --downstream-control-clusters.
 func (rc *rancherCluster) downstream() bool {
 	o := rc.opts()
-	if !o.downstream {
+	if !o.downstream || benchHeld(rc.id) {
 		return false
 	}
 	rc.mu.Lock()

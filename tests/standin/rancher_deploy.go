@@ -168,6 +168,11 @@ func (rc *rancherCluster) clusterDeploySync() {
 		rc.deploySkip(fmt.Sprintf("waiting %s before retrying a failed deploy", wait.Round(time.Second)))
 		return
 	}
+	if !benchAgentDeploy {
+		// --agent-deploy=false (bench_options.go)
+		rc.deploySkip("agent deploy disabled: " + reason)
+		return
+	}
 	rc.deployAgent(uc, token, reason)
 }
 

@@ -163,6 +163,19 @@ func (r *rancherServer) lookup(id string) *rancherCluster {
 	return v.(*rancherCluster)
 }
 
+// lookupAll resolves ids to clusters; errUnknownCluster if any is unknown.
+func (r *rancherServer) lookupAll(ids []string) ([]*rancherCluster, error) {
+	out := make([]*rancherCluster, 0, len(ids))
+	for _, id := range ids {
+		rc := r.lookup(id)
+		if rc == nil {
+			return nil, errUnknownCluster
+		}
+		out = append(out, rc)
+	}
+	return out, nil
+}
+
 // cluster returns the emulation of a stand-in cluster, bringing it up on
 // first use (clusters made through the control API or loaded from the
 // state get a record then); nil when the stand-in has no such cluster.

@@ -259,16 +259,30 @@ func (r *rancherServer) sweep() {
 			return
 		case <-t.C:
 		}
-		live := map[string]bool{}
-		for _, id := range r.s.ClusterIDs() {
-			live[id] = true
+		r.sweepOnce()
+	}
+}
+
+// sweepOnce forgets the emulations of clusters the state no longer has.
+// Under the creation lock: a cluster created between the snapshot of the
+// state and the walk over the emulations would otherwise be forgotten.
+func (r *rancherServer) sweepOnce() {
+	r.createMu.Lock()
+	live := map[string]bool{}
+	for _, id := range r.s.ClusterIDs() {
+		live[id] = true
+	}
+	var gone []string
+	r.clusters.Range(func(k, _ any) bool {
+		if id := k.(string); !live[id] {
+			gone = append(gone, id)
 		}
-		r.clusters.Range(func(k, _ any) bool {
-			if id := k.(string); !live[id] {
-				r.forget(id)
-			}
-			return true
-		})
+		return true
+	})
+	r.createMu.Unlock()
+	// Stopping an emulation may wait for goroutines that look clusters up.
+	for _, id := range gone {
+		r.forget(id)
 	}
 }
 

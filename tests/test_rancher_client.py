@@ -86,6 +86,18 @@ class ClientTests(SynchronousTestCase):
         # The manifest is fetched without the API token, like kubectl would.
         self.assertEqual(self.rancher.requests[-1][0], "GET")
 
+    def test_not_found_just_after_the_create_is_polled_again(self) -> None:
+        # Steve reads from a cache that sees the create a moment later.
+        self.rancher.cache_lag = 2
+        ref = self.drive(self.client.create_imported_cluster("sim-lag"))
+        self.assertTrue(ref.id.startswith("c-m-"))
+        self.assertEqual(len(self.rancher.v1_clusters), 1)
+
+    def test_cluster_that_never_appears_is_an_error(self) -> None:
+        self.rancher.cache_lag = 100
+        error = self.drive_failure(self.client.create_imported_cluster("sim-gone"))
+        self.assertEqual(error.kind, "not-found")
+
     def test_v3_fallback(self) -> None:
         self.rancher.provisioning_v2 = False
         ref = self.drive(self.client.create_imported_cluster("sim-2"))

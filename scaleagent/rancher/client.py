@@ -279,7 +279,15 @@ class RancherClient:
 
     async def _wait_for_management_id(self, name: str) -> str:
         for attempt in range(self._poll_attempts):
-            document = await self._get_v1(name)
+            try:
+                document = await self._get_v1(name)
+            except RancherError as e:
+                # Steve answers reads from a cache that follows the create
+                # a moment later: not found just after it is not an answer.
+                if e.kind != "not-found" or attempt == self._poll_attempts - 1:
+                    raise
+                await self._sleep()
+                continue
             cluster_id = (document.get("status") or {}).get("clusterName")
             if cluster_id:
                 return str(cluster_id)

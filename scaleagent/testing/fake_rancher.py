@@ -33,6 +33,8 @@ class FakeRancher:
     @ivar id_delay: GETs of a new v1 cluster before C{status.clusterName}
         appears (Rancher's controller fills it asynchronously).
     @ivar url_delay: token list reads before C{manifestUrl} appears.
+    @ivar cache_lag: GETs of a new v1 cluster answered 404, as steve's
+        cache can before it has seen the create.
     @ivar fail_next: HTTP statuses to answer the next requests with.
     @ivar requests: (method, path) of every request, in order.
     """
@@ -45,6 +47,7 @@ class FakeRancher:
         self.provisioning_v2 = True
         self.id_delay = 1
         self.url_delay = 1
+        self.cache_lag = 0
         self.fail_next: list[int] = []
         self.requests: list[tuple[str, str]] = []
         self.v1_clusters: dict[str, dict] = {}
@@ -52,6 +55,7 @@ class FakeRancher:
         self.tokens: dict[str, dict] = {}
         self.cacerts = ""
         self._reads: dict[str, int] = {}
+        self._lagging: dict[str, int] = {}
         self._rng = random.Random(7)
 
     # -- helpers ---------------------------------------------------------
@@ -151,6 +155,7 @@ spec:
         body.setdefault("status", {})
         self.v1_clusters[name] = body
         self._reads[name] = 0
+        self._lagging[name] = self.cache_lag
         return self._json(request, 201, body)
 
     @app.route("/v1/provisioning.cattle.io.clusters/<namespace>/<name>", methods=["GET"])
@@ -159,6 +164,9 @@ spec:
         if refused is not None:
             return refused
         cluster = self.v1_clusters.get(name)
+        if cluster is not None and self._lagging.get(name, 0) > 0:
+            self._lagging[name] -= 1
+            cluster = None
         if cluster is None or namespace != "fleet-default":
             return self._error(request, 404, "NotFound", f'clusters "{name}" not found')
         self._reads[name] += 1

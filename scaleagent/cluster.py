@@ -367,6 +367,7 @@ class SimulatedCluster(MultiService):
         common = dict(
             reactor=self.fleet.reactor,
             heartbeat=self.fleet.heartbeat,
+            inbound=self.fleet.inbound,
             trust=trust,
             endpoint_factory=self.fleet.endpoint_factory,
             observer=self._tunnel_changed,

@@ -31,6 +31,7 @@ from .persistence import StateStore
 from .rancher.client import RancherClient, RancherError
 from .steve import SteveSite
 from .tunnel.heartbeat import Heartbeat
+from .tunnel.inbound import InboundScheduler
 from .tunnel.trust import RancherTrust, TrustRegistry
 
 #: A cluster name is a DNS-1123 label: Rancher uses it as an object name.
@@ -106,6 +107,7 @@ class Fleet(MultiService):
         metrics: Optional[Registry] = None,
         rancher_poll_interval: float = RANCHER_POLL_INTERVAL,
         flush_interval: float = 5.0,
+        inbound: Optional[InboundScheduler] = None,
     ) -> None:
         super().__init__()
         self.reactor = reactor
@@ -118,6 +120,7 @@ class Fleet(MultiService):
         self.endpoint_factory = endpoint_factory
         self.heartbeat = Heartbeat(reactor)
         self.heartbeat.setServiceParent(self)
+        self.inbound = inbound or InboundScheduler(reactor)
         self.steve_site = SteveSite(reactor)
         self.clusters: dict[str, SimulatedCluster] = {}
         self.metrics = metrics or Registry()
@@ -378,6 +381,22 @@ class Fleet(MultiService):
             "scaleagent_heartbeat_tunnels",
             "Tunnels registered with the shared heartbeat.",
             collect=lambda: len(self.heartbeat),
+        )
+        inbound = self.inbound.stats
+        metrics.gauge(
+            "scaleagent_inbound_queued_messages",
+            "Messages from Rancher waiting for a reactor turn with budget left.",
+            collect=lambda: inbound.queued,
+        )
+        metrics.gauge(
+            "scaleagent_inbound_held_tunnels",
+            "Tunnels not being read until their backlog is worked off.",
+            collect=lambda: inbound.held,
+        )
+        metrics.counter(
+            "scaleagent_inbound_deferred_messages_total",
+            "Messages from Rancher that waited for a later reactor turn.",
+            collect=lambda: inbound.deferred,
         )
         self._active_transitions = metrics.counter(
             "scaleagent_cluster_became_active_total",

@@ -72,13 +72,26 @@ class _Metric:
 
 
 class Counter(_Metric):
-    """A monotonically increasing count; names end in C{_total}."""
+    """
+    A monotonically increasing count; names end in C{_total}. Either
+    incremented here, or read at scrape time from C{collect} (a bare
+    number; for counts another object keeps).
+    """
 
     kind = "counter"
 
-    def __init__(self, name: str, help: str, label_names: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        name: str,
+        help: str,
+        label_names: Iterable[str] = (),
+        collect: Optional[Callable[[], Number]] = None,
+    ) -> None:
         super().__init__(name, help, label_names)
         self._values: dict[Labels, Number] = {}
+        self._collect = collect
+        if collect is not None and self.label_names:
+            raise ValueError("a collected counter has no labels")
 
     def inc(self, amount: Number = 1, **labels: str) -> None:
         if amount < 0:
@@ -90,6 +103,8 @@ class Counter(_Metric):
         return self._values.get(self._key(labels), 0)
 
     def samples(self) -> Iterable[tuple[Labels, Number]]:
+        if self._collect is not None:
+            return [((), self._collect())]
         return sorted(self._values.items())
 
 
@@ -147,8 +162,14 @@ class Registry:
         self._metrics[metric.name] = metric
         return metric
 
-    def counter(self, name: str, help: str, label_names: Iterable[str] = ()) -> Counter:
-        metric = Counter(name, help, label_names)
+    def counter(
+        self,
+        name: str,
+        help: str,
+        label_names: Iterable[str] = (),
+        collect: Optional[Callable[[], Number]] = None,
+    ) -> Counter:
+        metric = Counter(name, help, label_names, collect)
         self.register(metric)
         return metric
 

@@ -44,6 +44,21 @@ class RegistryTests(SynchronousTestCase):
         registry.gauge("scaleagent_streams_open", "Open tunnelled streams.", collect=lambda: 12)
         self.assertIn("scaleagent_streams_open 12\n", registry.render().decode())
 
+    def test_collected_counter(self) -> None:
+        registry = Registry()
+        counts = [5]
+        registry.counter(
+            "scaleagent_inbound_deferred_messages_total", "Deferred.", collect=lambda: counts[0]
+        )
+        counts[0] = 7
+        self.assertIn(
+            "# TYPE scaleagent_inbound_deferred_messages_total counter\n"
+            "scaleagent_inbound_deferred_messages_total 7\n",
+            registry.render().decode(),
+        )
+        with self.assertRaises(ValueError):
+            registry.counter("x_total", "labelled", ["kind"], collect=lambda: 1)
+
     def test_escaping(self) -> None:
         registry = Registry()
         gauge = registry.gauge("g", 'help with \\ and\nnewline', ["reason"])

@@ -169,6 +169,28 @@ class StreamLifecycleTests(SynchronousTestCase):
         self.assertEqual(peer.session.stream_ids(), [])
         self.assertEqual(peer.session.stats.streams_refused, 1)
 
+    def test_overdue_connect_is_a_dial_timeout(self) -> None:
+        peer = Peer()
+        peer.connect(3)
+        peer.replies()
+        peer.session.receive(frames.encode(frames.Connect(2, "tcp", "10.43.0.1:443"), 1), overdue=True)
+        peer.session.receive(frames.encode(frames.Data(2, b"ClientHello"), 2), overdue=True)
+        # Not accepted at all; the Data that followed finds no stream, as
+        # when the Go agent's dial failed.
+        self.assertNotIn(2, peer.handlers)
+        self.assertEqual(
+            strip_ids(peer.replies()),
+            [
+                frames.Error(2, "dial tcp 10.43.0.1:443: i/o timeout"),
+                frames.Error(2, "connection not found client/0/2"),
+            ],
+        )
+        self.assertEqual(peer.session.stream_ids(), [3])
+        self.assertEqual(peer.session.stats.streams_overdue, 1)
+        # Overdue Data for a stream that is open is still delivered.
+        peer.session.receive(frames.encode(frames.Data(3, b"late"), 3), overdue=True)
+        self.assertEqual(bytes(peer.handlers[3].received), b"late")
+
     def test_accept_that_raises_refuses_only_that_stream(self) -> None:
         peer = Peer()
 

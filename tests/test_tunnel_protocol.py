@@ -24,8 +24,10 @@ from zope.interface import implementer
 
 from scaleagent.remotedialer import frames
 from scaleagent.tunnel.heartbeat import Heartbeat
+from scaleagent.tunnel.inbound import InboundScheduler
 from scaleagent.tunnel.protocol import (
     MAX_MESSAGE_SIZE,
+    OVERDUE_CONNECT,
     EndKind,
     TunnelEnd,
     TunnelProtocol,
@@ -218,12 +220,16 @@ class ProtocolTestCase(SynchronousTestCase):
         self.owner = FakeOwner(route={"10.43.0.1:443": Factory.forProtocol(EchoStream)})
         EchoStream.instances = []
 
-    def client(self) -> TunnelProtocol:
-        factory = TunnelProtocolFactory(self.owner, self.heartbeat, self.clock, websocket_factory(self.clock))
+    def client(self, inbound: Optional[InboundScheduler] = None) -> TunnelProtocol:
+        factory = TunnelProtocolFactory(
+            self.owner, self.heartbeat, self.clock, websocket_factory(self.clock), inbound=inbound
+        )
         return factory.buildProtocol(None)
 
-    def open_tunnel(self, creator: Any = None) -> tuple[TunnelProtocol, FakeRancher, IOPump]:
-        client = self.client()
+    def open_tunnel(
+        self, creator: Any = None, inbound: Optional[InboundScheduler] = None
+    ) -> tuple[TunnelProtocol, FakeRancher, IOPump]:
+        client = self.client(inbound)
         server = rancher_factory(self.clock).buildProtocol(None)
         pump = connect(client, server, self.clock, creator)
         pump.flush()
@@ -617,3 +623,101 @@ class SummaryTests(SynchronousTestCase):
 
     def test_cut(self) -> None:
         self.assertEqual(len(summarize_body("y" * 500, limit=50)), 50)
+
+
+class InboundSchedulingTests(ProtocolTestCase):
+    """
+    With the process's L{InboundScheduler}, messages beyond a turn's budget
+    wait; a tunnel with a backlog is not read, and not taken for dead.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        # Its own clock, so that advancing the heartbeat's does not drain
+        # the queue; a budget of zero queues every message.
+        self.turns = Clock()
+        self.elapsed = 0.0
+        self.inbound = InboundScheduler(
+            self.turns, budget=0.0, high_water=64, timer=lambda: self.elapsed
+        )
+
+    def open_held_tunnel(self) -> tuple[TunnelProtocol, FakeRancher, IOPump, list[str]]:
+        client, server, pump = self.open_tunnel(inbound=self.inbound)
+        reading: list[str] = []
+        client.transport.pauseProducing = lambda: reading.append("pause")  # type: ignore[method-assign]
+        client.transport.resumeProducing = lambda: reading.append("resume")  # type: ignore[method-assign]
+        return client, server, pump, reading
+
+    def test_messages_wait_for_the_next_turn_in_order(self) -> None:
+        client, server, pump, _ = self.open_held_tunnel()
+        server.send(frames.Connect(2, "tcp", "10.43.0.1:443"))
+        server.send(frames.Data(2, b"one"))
+        server.send(frames.Data(2, b"two"))
+        pump.flush()
+        self.assertEqual(EchoStream.instances, [])
+        self.turns.advance(0)
+        pump.flush()
+        self.assertEqual([m.data for m in server.frames_received()], [b"one", b"two"])
+
+    def test_backlog_stops_reading_and_is_not_silence(self) -> None:
+        client, server, pump, reading = self.open_held_tunnel()
+        server.answer_pings = False
+        server.send(frames.Connect(2, "tcp", "10.43.0.1:443"))
+        server.send(frames.Data(2, b"x" * 100))
+        pump.flush()
+        self.assertEqual(reading, ["pause"])
+        self.assertTrue(self.inbound.is_held(client))
+        # Far beyond the 60 s silence limit: we are the ones not reading.
+        for _ in range(90):
+            self.clock.advance(1)
+            pump.flush()
+        self.assertEqual(self.owner.ends(), [])
+        self.turns.advance(0)
+        pump.flush()
+        self.assertEqual(reading, ["pause", "resume"])
+        self.assertEqual(
+            [m.data for m in server.frames_received() if isinstance(m, frames.Data)], [b"x" * 100]
+        )
+        # Listening again, Rancher's silence counts from now on.
+        for _ in range(30):
+            self.clock.advance(1)
+            pump.flush()
+        self.assertEqual(self.owner.ends(), [])
+        for _ in range(36):
+            self.clock.advance(1)
+            pump.flush()
+        [end] = self.owner.ends()
+        self.assertEqual(end.kind, EndKind.DEAD_PEER)
+
+    def test_lost_connection_drops_its_backlog(self) -> None:
+        client, server, pump, reading = self.open_held_tunnel()
+        server.send(frames.Connect(2, "tcp", "10.43.0.1:443"))
+        server.send(frames.Data(2, b"x" * 100))
+        pump.flush()
+        client.transport.loseConnection()
+        pump.flush()
+        self.assertFalse(self.inbound.is_held(client))
+        self.turns.advance(0)
+        self.assertEqual(EchoStream.instances, [])
+        self.assertEqual(reading, ["pause"])
+        self.assertEqual(self.inbound.stats.queued_bytes, 0)
+
+    def test_connect_that_waited_too_long_is_a_dial_timeout(self) -> None:
+        client, server, pump, _ = self.open_held_tunnel()
+        server.send(frames.Connect(2, "tcp", "10.43.0.1:443"))
+        server.send(frames.Data(2, b"hello"))
+        pump.flush()
+        self.elapsed += OVERDUE_CONNECT + 1
+        server.send(frames.Connect(4, "tcp", "10.43.0.1:443"))
+        server.send(frames.Data(4, b"fresh"))
+        pump.flush()
+        self.turns.advance(0)
+        pump.flush()
+        replies = server.frames_received()
+        self.assertEqual(
+            [(type(m).__name__, m.conn_id) for m in replies],
+            [("Error", 2), ("Error", 2), ("Data", 4)],
+        )
+        self.assertEqual(replies[0].text, "dial tcp 10.43.0.1:443: i/o timeout")
+        self.assertEqual(replies[2].data, b"fresh")
+        self.assertEqual(len(EchoStream.instances), 1)

@@ -135,6 +135,7 @@ class SessionStats:
         "bytes_sent",
         "streams_opened",
         "streams_refused",
+        "streams_overdue",
         "malformed",
         "pauses_sent",
         "resumes_sent",
@@ -214,9 +215,15 @@ class Session:
 
     # -- from the websocket ----------------------------------------------
 
-    def receive(self, frame: bytes) -> None:
+    def receive(self, frame: bytes, overdue: bool = False) -> None:
         """
         Handle the bytes of one binary websocket message from Rancher.
+
+        @param overdue: the message waited so long that Rancher's dialer
+            has given up on a stream it opens: a Connect is then answered
+            the way the Go agent answers a dial that timed out, instead of
+            starting work nobody waits for. Other messages are handled
+            as usual.
         """
         if self._closed:
             return
@@ -226,6 +233,12 @@ class Session:
             message = frames.decode(frame)
         except frames.FrameError as e:
             self._malformed(e)
+            return
+        if overdue and isinstance(message, frames.Connect):
+            self.stats.streams_overdue += 1
+            self._send_message(
+                frames.Error(message.conn_id, f"dial {message.proto} {message.address}: i/o timeout")
+            )
             return
         self._dispatch(message)
 

@@ -43,6 +43,7 @@ from zope.interface import implementer
 from ..remotedialer.session import Session
 from ..remotedialer.transport import StreamRouter
 from .heartbeat import Heartbeat
+from .inbound import InboundScheduler
 
 #: The Go client's handshake timeout (remotedialer HandshakeTimeout).
 HANDSHAKE_TIMEOUT = 10.0
@@ -52,6 +53,12 @@ HANDSHAKE_TIMEOUT = 10.0
 #: record or an io.Copy buffer (32 KiB), but a single large Write from
 #: Rancher (a request body) is legitimate, so the cap is generous.
 MAX_MESSAGE_SIZE = 16 * 1024 * 1024
+
+#: Seconds a Connect may wait for the reactor (L{InboundScheduler}) before
+#: it is answered as a dial that timed out. Rancher's Go HTTP clients give a
+#: new connection 10 s for its TLS handshake, and the ClientHello waits in
+#: the same queue: past this, the handshake would be work for nobody.
+OVERDUE_CONNECT = 5.0
 
 #: How much of a refusal's body is kept.
 MAX_REFUSAL_BODY = 4096
@@ -256,7 +263,8 @@ class TunnelProtocol(WebSocketClientProtocol):
 
     @ivar session: the L{Session}, once the handshake succeeded.
     @ivar last_received: clock time of the last thing received (for the
-        heartbeat).
+        heartbeat); while the L{InboundScheduler} holds the socket unread,
+        always now.
     @ivar opened_at: clock time of the successful handshake, or L{None}.
     @ivar socket_pauses: how often the socket's buffer filled up.
     """
@@ -267,15 +275,17 @@ class TunnelProtocol(WebSocketClientProtocol):
         heartbeat: Heartbeat,
         clock: IReactorTime,
         handshake_timeout: float = HANDSHAKE_TIMEOUT,
+        inbound: Optional[InboundScheduler] = None,
     ) -> None:
         super().__init__()
         self._owner = owner
+        self._inbound = inbound
         self._heartbeat = heartbeat
         self._clock = clock
         self._handshake_timeout = handshake_timeout
         self._handshake_timer: Optional[IDelayedCall] = None
         self.session: Optional[Session] = None
-        self.last_received = clock.seconds()
+        self._last_received = clock.seconds()
         self.opened_at: Optional[float] = None
         self.socket_pauses = 0
         # A refused handshake: (status, reason phrase, headers) once the
@@ -285,6 +295,17 @@ class TunnelProtocol(WebSocketClientProtocol):
         # connection is dropped; otherwise derived from connectionLost.
         self._end: Optional[TunnelEnd] = None
         self._reported = False
+
+    @property
+    def last_received(self) -> float:
+        if self._inbound is not None and self._inbound.is_held(self):
+            # Rancher is not silent; we are not listening.
+            return self._clock.seconds()
+        return self._last_received
+
+    @last_received.setter
+    def last_received(self, when: float) -> None:
+        self._last_received = when
 
     # -- connection life cycle ---------------------------------------------
 
@@ -337,9 +358,26 @@ class TunnelProtocol(WebSocketClientProtocol):
         if self.session is None:
             return
         if isBinary:
-            self.session.receive(payload)
+            if self._inbound is None:
+                self.session.receive(payload)
+            else:
+                self._inbound.deliver(self, payload)
         else:
             self.session.receive_text(payload)
+
+    # -- InboundTarget ------------------------------------------------------
+
+    def handle_message(self, payload: bytes, waited: float) -> None:
+        if self.session is not None and not self._reported:
+            self.session.receive(payload, overdue=waited > OVERDUE_CONNECT)
+
+    def pause_reading(self) -> None:
+        self.transport.pauseProducing()
+
+    def resume_reading(self) -> None:
+        # Silence is counted from here: what was unread was not Rancher's.
+        self._last_received = self._clock.seconds()
+        self.transport.resumeProducing()
 
     def onPong(self, payload: bytes) -> None:
         self.last_received = self._clock.seconds()
@@ -366,6 +404,8 @@ class TunnelProtocol(WebSocketClientProtocol):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._cancel_handshake_timer()
         self._heartbeat.unregister(self)
+        if self._inbound is not None:
+            self._inbound.forget(self)
         try:
             super().connectionLost(reason)
         finally:
@@ -569,6 +609,8 @@ class TunnelProtocolFactory(Factory):
     @param clock: the reactor.
     @param websocket_options: the shared factory from L{websocket_factory}.
     @param handshake_timeout: seconds for TCP+TLS+upgrade.
+    @param inbound: the process's L{InboundScheduler}; without one, messages
+        are handled as they arrive.
     """
 
     noisy = False
@@ -580,15 +622,19 @@ class TunnelProtocolFactory(Factory):
         clock: IReactorTime,
         websocket_options: WebSocketClientFactory,
         handshake_timeout: float = HANDSHAKE_TIMEOUT,
+        inbound: Optional[InboundScheduler] = None,
     ) -> None:
         self._owner = owner
         self._heartbeat = heartbeat
         self._clock = clock
         self._websocket_options = websocket_options
         self._handshake_timeout = handshake_timeout
+        self._inbound = inbound
 
     def buildProtocol(self, addr: Any) -> TunnelProtocol:
-        protocol = TunnelProtocol(self._owner, self._heartbeat, self._clock, self._handshake_timeout)
+        protocol = TunnelProtocol(
+            self._owner, self._heartbeat, self._clock, self._handshake_timeout, self._inbound
+        )
         # autobahn protocols read their options (and client/server role)
         # from .factory.
         protocol.factory = self._websocket_options

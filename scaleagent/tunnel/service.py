@@ -51,6 +51,7 @@ from zope.interface import implementer
 
 from ..steve import SteveSite
 from .heartbeat import Heartbeat
+from .inbound import InboundScheduler
 from .params import TunnelParams
 from .protocol import (
     HANDSHAKE_TIMEOUT,
@@ -412,6 +413,7 @@ class Tunnel(Service):
     @param registered: for a main tunnel, use C{/v3/connect} from the start.
     @param handshake_timeout: seconds for TCP+TLS+upgrade.
     @param stable_after: seconds a session must last to reset the backoff.
+    @param inbound: the process's L{InboundScheduler}, if any.
     """
 
     _log = Logger()
@@ -432,6 +434,7 @@ class Tunnel(Service):
         registered: bool = False,
         handshake_timeout: float = HANDSHAKE_TIMEOUT,
         stable_after: float = STABLE_AFTER,
+        inbound: Optional[InboundScheduler] = None,
     ) -> None:
         self.spec = spec
         self.label = label or f"{spec.kind.value}@{spec.host}"
@@ -462,6 +465,7 @@ class Tunnel(Service):
             self._clock,
             websocket_options or _shared_websocket_options(reactor),
             handshake_timeout,
+            inbound,
         )
         self._client_service = ClientService(
             endpoint, factory, retryPolicy=self._retry_delay, clock=self._clock

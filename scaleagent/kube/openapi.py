@@ -53,7 +53,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional
 from urllib.parse import urlencode
@@ -1029,7 +1029,16 @@ def _common_parameters(routes: Sequence[_Route]) -> list[_Parameter]:
     return [parameter for count, parameter in counted.values() if count == len(routes)]
 
 
-def _paths_v3(routes: Sequence[_Route]) -> dict[str, Any]:
+def _paths(
+    routes: Sequence[_Route],
+    render_parameter: Callable[[_Parameter], dict[str, Any]],
+    render_operation: Callable[[_Route, set[tuple[str, str]]], dict[str, Any]],
+) -> dict[str, Any]:
+    """
+    The C{paths} object: parameters every method of a path shares are
+    hoisted to the path, as kube-apiserver's builder does; v2 and v3 only
+    differ in how a parameter and an operation are written.
+    """
     grouped: dict[str, list[_Route]] = {}
     for route in routes:
         grouped.setdefault(route.path, []).append(route)
@@ -1040,11 +1049,11 @@ def _paths_v3(routes: Sequence[_Route]) -> dict[str, Any]:
         item: dict[str, Any] = {}
         if common:
             item["parameters"] = [
-                _v3_parameter(parameter)
+                render_parameter(parameter)
                 for parameter in sorted(common, key=lambda each: (each.name, each.location))
             ]
         for route in path_routes:
-            item[route.method.lower()] = _v3_operation(route, keys)
+            item[route.method.lower()] = render_operation(route, keys)
         paths[path] = item
     return paths
 
@@ -1060,7 +1069,7 @@ def _v3_document(path: str, routes: Sequence[_Route], schemas: Mapping[str, Any]
             "components": components,
             "info": {"title": title, "version": version},
             "openapi": "3.0.0",
-            "paths": _paths_v3(routes),
+            "paths": _paths(routes, _v3_parameter, _v3_operation),
         },
     )
 
@@ -1330,22 +1339,7 @@ def openapi_v2(resources: Iterable[ResourceType], index: SchemaIndex,
         for name in list(definitions):
             if index.is_custom(name):
                 definitions[name] = _v2_custom_root(definitions[name])
-        grouped: dict[str, list[_Route]] = {}
-        for route in routes:
-            grouped.setdefault(route.path, []).append(route)
-        paths = {}
-        for path, path_routes in grouped.items():
-            common = _common_parameters(path_routes)
-            keys = {(parameter.name, parameter.location) for parameter in common}
-            item: dict[str, Any] = {}
-            if common:
-                item["parameters"] = [
-                    _v2_parameter(parameter)
-                    for parameter in sorted(common, key=lambda each: (each.name, each.location))
-                ]
-            for route in path_routes:
-                item[route.method.lower()] = _v2_operation(route, keys)
-            paths[path] = item
+        paths = _paths(routes, _v2_parameter, _v2_operation)
         return _document(
             "",
             {

@@ -32,15 +32,14 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Union
 
-from twisted.internet import defer, protocol
+from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ProcessExitedAlready
-from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 from treq.client import HTTPClient
 
-from tests.standin import wait_for
+from tests.standin import ProcessOutput, kill_after, wait_for
 
 #: The repository root: what C{PYTHONPATH} starts with.
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -156,44 +155,6 @@ def _kill_leftovers() -> None:
             pass
 
 
-class _Collector(protocol.ProcessProtocol):
-    """Keeps a process's output (bounded) and reports its exit."""
-
-    def __init__(self) -> None:
-        self.stdout = bytearray()
-        self.stderr = bytearray()
-        self.exit_code: Optional[int] = None
-        self.ended: list[Deferred[int]] = []
-
-    def _keep(self, buffer: bytearray, data: bytes) -> None:
-        buffer += data
-        if len(buffer) > _OUTPUT_KEEP:
-            del buffer[: len(buffer) - _OUTPUT_KEEP]
-
-    def outReceived(self, data: bytes) -> None:
-        self._keep(self.stdout, data)
-
-    def errReceived(self, data: bytes) -> None:
-        self._keep(self.stderr, data)
-
-    def processEnded(self, reason: Failure) -> None:
-        code = reason.value.exitCode
-        if code is None:
-            # Killed by a signal: as the shell reports it.
-            code = 128 + (reason.value.signal or 0)
-        self.exit_code = code
-        waiters, self.ended = self.ended, []
-        for waiter in waiters:
-            waiter.callback(code)
-
-    def wait_ended(self) -> Deferred[int]:
-        if self.exit_code is not None:
-            return defer.succeed(self.exit_code)
-        waiter: Deferred[int] = Deferred()
-        self.ended.append(waiter)
-        return waiter
-
-
 async def run_twistd(
     args: Iterable[str],
     *,
@@ -207,21 +168,14 @@ async def run_twistd(
     code. It is killed after C{timeout} seconds, which is an error.
     """
     reactor = reactor or _reactor()
-    collector = _Collector()
+    collector = ProcessOutput(keep=_OUTPUT_KEEP)
     argv = twistd_argv(args)
     transport = reactor.spawnProcess(
         collector, argv[0], argv, env=daemon_environment(), path=str(cwd)
     )
     pid = transport.pid
     _live_pids.add(pid)
-
-    def expire() -> None:
-        try:
-            transport.signalProcess("KILL")
-        except ProcessExitedAlready:
-            pass
-
-    timer = reactor.callLater(timeout, expire)
+    timer = kill_after(reactor, transport, timeout)
     code = await collector.wait_ended()
     _live_pids.discard(pid)
     out = collector.stdout.decode(errors="replace")
@@ -293,7 +247,7 @@ class DaemonProcess:
         self,
         reactor: Any,
         transport: Any,
-        collector: _Collector,
+        collector: ProcessOutput,
         control_url: str,
         log_path: Path,
         pidfile: Path,
@@ -337,7 +291,7 @@ class DaemonProcess:
             *extra_args,
         ]
         argv = twistd_argv(args)
-        collector = _Collector()
+        collector = ProcessOutput(keep=_OUTPUT_KEEP)
         transport = reactor.spawnProcess(
             collector, argv[0], argv, env=daemon_environment(), path=str(Path(log_path).parent)
         )

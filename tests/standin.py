@@ -106,26 +106,65 @@ def go_environment() -> dict[str, str]:
     return env
 
 
-class _Collector(protocol.ProcessProtocol):
-    """Collects the output and exit status of a one-shot process."""
+class ProcessOutput(protocol.ProcessProtocol):
+    """
+    Keeps a process's output and reports its exit to any number of
+    waiters.
 
-    def __init__(self) -> None:
-        self.out = bytearray()
-        self.err = bytearray()
-        self.done: Deferred[int] = Deferred()
+    @param keep: at most this many bytes of each stream are kept (the
+        last ones); L{None} keeps everything.
+    """
+
+    def __init__(self, keep: Optional[int] = None) -> None:
+        self.stdout = bytearray()
+        self.stderr = bytearray()
+        self.exit_code: Optional[int] = None
+        self._keep_bytes = keep
+        self._ended: list[Deferred[int]] = []
+
+    def _keep(self, buffer: bytearray, data: bytes) -> None:
+        buffer += data
+        if self._keep_bytes is not None and len(buffer) > self._keep_bytes:
+            del buffer[: len(buffer) - self._keep_bytes]
 
     def outReceived(self, data: bytes) -> None:
-        self.out += data
+        self._keep(self.stdout, data)
 
     def errReceived(self, data: bytes) -> None:
-        self.err += data
+        self._keep(self.stderr, data)
 
     def processEnded(self, reason: Failure) -> None:
         code = reason.value.exitCode
         if code is None:
             # Killed by a signal: report it as the shell does.
             code = 128 + (reason.value.signal or 0)
-        self.done.callback(code)
+        self.exit_code = code
+        waiters, self._ended = self._ended, []
+        for waiter in waiters:
+            waiter.callback(code)
+
+    def wait_ended(self) -> Deferred[int]:
+        if self.exit_code is not None:
+            return defer.succeed(self.exit_code)
+        waiter: Deferred[int] = Deferred()
+        self._ended.append(waiter)
+        return waiter
+
+
+def kill_after(reactor: Any, transport: Any, timeout: float) -> Any:
+    """
+    SIGKILL the process of C{transport} in C{timeout} seconds unless the
+    returned call is cancelled first; still active afterwards means the
+    process ended in time.
+    """
+
+    def expire() -> None:
+        try:
+            transport.signalProcess("KILL")
+        except ProcessExitedAlready:
+            pass
+
+    return reactor.callLater(timeout, expire)
 
 
 async def _run_process(
@@ -137,29 +176,20 @@ async def _run_process(
     path: Optional[str] = None,
     timeout: Optional[float] = None,
 ) -> tuple[bytes, bytes, int]:
-    collector = _Collector()
+    collector = ProcessOutput()
     transport = reactor.spawnProcess(
         collector, executable, [executable, *args], env=env or dict(os.environ), path=path
     )
-    timer = None
-    if timeout is not None:
-
-        def expire() -> None:
-            try:
-                transport.signalProcess("KILL")
-            except ProcessExitedAlready:
-                pass
-
-        timer = reactor.callLater(timeout, expire)
-    code = await collector.done
+    timer = None if timeout is None else kill_after(reactor, transport, timeout)
+    code = await collector.wait_ended()
     if timer is not None and timer.active():
         timer.cancel()
     elif timer is not None:
         raise StandinError(
             f"{executable} {' '.join(args)} did not finish in {timeout}s; stderr:\n"
-            + collector.err.decode(errors="replace")[-4000:]
+            + collector.stderr.decode(errors="replace")[-4000:]
         )
-    return bytes(collector.out), bytes(collector.err), code
+    return bytes(collector.stdout), bytes(collector.stderr), code
 
 
 # The build, shared by every test of the process: the binary path or the

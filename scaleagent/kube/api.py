@@ -77,7 +77,7 @@ from scaleagent.kube.patch import (
     apply_strategic_merge_patch,
     check_patch_type,
 )
-from scaleagent.kube.protobuf import PROTOBUF_CONTENT_TYPE, decode_object
+from scaleagent.kube.protobuf import PROTOBUF_CONTENT_TYPE, decode_object, summarize_data
 from scaleagent.kube.resources import BUILTIN_REGISTRY, ResourceType
 from scaleagent.kube.schema import (
     Definition,
@@ -331,16 +331,6 @@ def _go_json_error(text: str, error: json.JSONDecodeError) -> str:
     return f"invalid character {character} {context}"
 
 
-def _summarize(body: bytes) -> str:
-    # The apiserver's summarizeData(body, 30).
-    if not body:
-        return "<empty>"
-    if body[:1] == b"{":
-        text = body[:30].decode("utf-8", "replace")
-        return text + " ..." if len(body) > 30 else text
-    return body[:30].hex() + (" ..." if len(body) > 30 else "")
-
-
 def _go_json_value_type(value: Any) -> str:
     # How encoding/json's UnmarshalTypeError names a JSON value's type.
     if isinstance(value, bool):
@@ -361,7 +351,7 @@ def _unrecognized(kind: str, error: str, body: bytes) -> APIError:
     body.
     """
     return new_bad_request(
-        f"the object provided is unrecognized (must be of type {kind}): {error} ({_summarize(body)})"
+        f"the object provided is unrecognized (must be of type {kind}): {error} ({summarize_data(body)})"
     )
 
 

@@ -887,8 +887,11 @@ def is_decodable(api_version: str, kind: str) -> bool:
     return _message_for(group, version, kind) is not None
 
 
-def _summarize(body: bytes) -> str:
-    # The apiserver's summarizeData(body, 30).
+def summarize_data(body: bytes) -> str:
+    """
+    How the apiserver quotes an undecodable body in its errors
+    (C{summarizeData(body, 30)}): JSON as text, anything else as hex.
+    """
     if not body:
         return "<empty>"
     if body[:1] == b"{":
@@ -1038,5 +1041,5 @@ def _bad_request(
         )
     return new_bad_request(
         f"the object provided is unrecognized (must be of type {target_kind or ''}): "
-        f"{reason} ({_summarize(body)})"
+        f"{reason} ({summarize_data(body)})"
     )

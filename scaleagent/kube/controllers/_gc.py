@@ -365,21 +365,7 @@ def process_deleting_dependents(
     ]
     if blocking:
         return
-    metadata = metadata_of(owner)
-    current = get_or_none(
-        controllers.store,
-        resource_type,
-        metadata.get("namespace", ""),
-        metadata.get("name", ""),
-    )
-    if current is None or uid_of(current) != uid or FOREGROUND_FINALIZER not in _finalizers(current):
-        return
-    controllers.update_quietly(
-        resource_type,
-        metadata.get("namespace", ""),
-        metadata["name"],
-        with_finalizers(current, remove=(FOREGROUND_FINALIZER,)),
-    )
+    _release(controllers, resource_type, owner, FOREGROUND_FINALIZER)
 
 
 def orphan_dependents(controllers: Controllers, resource_type: ResourceType, owner: Mapping) -> None:
@@ -399,6 +385,16 @@ def orphan_dependents(controllers: Controllers, resource_type: ResourceType, own
             metadata["name"],
             with_metadata(dependent, ownerReferences=kept or None),
         )
+    _release(controllers, resource_type, owner, ORPHAN_FINALIZER)
+
+
+def _release(controllers: Controllers, resource_type: ResourceType, owner: Mapping, finalizer: str) -> None:
+    """
+    Remove a propagation finalizer once its work is done, so the store can
+    finish the owner's deletion.
+    """
+    # Re-read: handling the dependents ran observers, which may have
+    # finished the owner already or let a recreated namesake take its place.
     metadata = metadata_of(owner)
     current = get_or_none(
         controllers.store,
@@ -406,11 +402,11 @@ def orphan_dependents(controllers: Controllers, resource_type: ResourceType, own
         metadata.get("namespace", ""),
         metadata.get("name", ""),
     )
-    if current is None or uid_of(current) != uid or ORPHAN_FINALIZER not in _finalizers(current):
+    if current is None or uid_of(current) != uid_of(owner) or finalizer not in _finalizers(current):
         return
     controllers.update_quietly(
         resource_type,
         metadata.get("namespace", ""),
         metadata["name"],
-        with_finalizers(current, remove=(ORPHAN_FINALIZER,)),
+        with_finalizers(current, remove=(finalizer,)),
     )

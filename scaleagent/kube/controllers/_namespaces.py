@@ -231,6 +231,15 @@ def delete_content(controllers: Controllers, namespace_object: Mapping) -> None:
     controllers.update_quietly(NAMESPACES, "", name, new, subresource="finalize")
 
 
+def _tally(counts: Mapping[str, int], relation: str) -> str:
+    """
+    C{"<key> <relation> <count> resource instances"} for each entry, sorted
+    as the namespace deleter sorts them (its counts are Go maps, unordered),
+    so that a pass over unchanged content writes an unchanged message.
+    """
+    return ", ".join(sorted(f"{key} {relation} {count} resource instances" for key, count in counts.items()))
+
+
 def _conditions(
     controllers: Controllers,
     namespace_object: Mapping,
@@ -241,20 +250,14 @@ def _conditions(
     now = controllers.now_text()
     problems: dict[str, tuple[str, str]] = {}
     if remaining:
-        listed = ", ".join(
-            sorted(f"{resource} has {count} resource instances" for resource, count in remaining.items())
-        )
         problems["NamespaceContentRemaining"] = (
             "SomeResourcesRemain",
-            f"Some resources are remaining: {listed}",
+            f"Some resources are remaining: {_tally(remaining, 'has')}",
         )
     if finalizers:
-        listed = ", ".join(
-            sorted(f"{finalizer} in {count} resource instances" for finalizer, count in finalizers.items())
-        )
         problems["NamespaceFinalizersRemaining"] = (
             "SomeFinalizersRemain",
-            f"Some content in the namespace has finalizers remaining: {listed}",
+            f"Some content in the namespace has finalizers remaining: {_tally(finalizers, 'in')}",
         )
     existing = list((namespace_object.get("status") or {}).get("conditions") or ())
     result = [dict(item) for item in existing]

@@ -22,7 +22,7 @@ triggered by the controllers' own writes is a no-op.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Callable, Mapping, Optional
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Optional
 
 from scaleagent.kube.controllers._common import (
     CONTROLLER_REVISIONS,
@@ -186,11 +186,12 @@ def _create_pod(controllers: Controllers, pod: dict) -> Optional[Mapping]:
     return run_pod(controllers, current) if current is not None else None
 
 
-def _delete_pods(controllers: Controllers, pods: list) -> None:
-    for pod in pods:
-        metadata = metadata_of(pod)
+def _delete(controllers: Controllers, resource_type: ResourceType, objects: Iterable[Mapping]) -> None:
+    # The uid precondition spares an object recreated under the same name.
+    for obj in objects:
+        metadata = metadata_of(obj)
         controllers.delete_quietly(
-            PODS,
+            resource_type,
             metadata.get("namespace", ""),
             metadata["name"],
             uid=metadata.get("uid"),
@@ -208,6 +209,20 @@ def _deletion_rank(pod: Mapping) -> tuple:
         status.get("phase") == "Running",
         _pod_ready(pod),
     )
+
+
+def _read_workload(
+    controllers: Controllers, resource_type: ResourceType, namespace: str, name: str
+) -> Optional[tuple[dict, str, Mapping, Mapping]]:
+    """
+    A stored workload with its uid, spec and pod template; L{None} once it
+    is gone (a sync triggered by its deletion has nothing to do).
+    """
+    workload = get_or_none(controllers.store, resource_type, namespace, name)
+    if workload is None:
+        return None
+    spec = workload.get("spec") or {}
+    return workload, uid_of(workload), spec, spec.get("template") or {}
 
 
 def _write_status(
@@ -330,12 +345,10 @@ def _revision(obj: Mapping) -> int:
 def sync_deployment(controllers: Controllers, namespace: str, name: str) -> None:
     """The deployment controller's C{syncDeployment}, converging at once."""
     store = controllers.store
-    deployment = get_or_none(store, DEPLOYMENTS, namespace, name)
-    if deployment is None:
+    workload = _read_workload(controllers, DEPLOYMENTS, namespace, name)
+    if workload is None:
         return
-    uid = uid_of(deployment)
-    spec = deployment.get("spec") or {}
-    template = spec.get("template") or {}
+    deployment, uid, spec, template = workload
     replicas = _replicas(spec)
     surge, _ = _surge_and_unavailable(deployment)
     owned = [rs for rs in list_items(store, REPLICA_SETS, namespace) if controlled_by(rs, uid)]
@@ -521,14 +534,7 @@ def _clean_up(controllers: Controllers, deployment: Mapping, old_rss: list) -> N
         if _replicas(current.get("spec") or {}) == 0 and not (current.get("status") or {}).get("replicas"):
             candidates.append(current)
     candidates.sort(key=_revision)
-    for rs in candidates[: max(0, len(old_rss) - int(limit))]:
-        metadata = metadata_of(rs)
-        controllers.delete_quietly(
-            REPLICA_SETS,
-            metadata.get("namespace", ""),
-            metadata["name"],
-            uid=metadata.get("uid"),
-        )
+    _delete(controllers, REPLICA_SETS, candidates[: max(0, len(old_rss) - int(limit))])
 
 
 def _set_deployment_condition(conditions: list, new: dict) -> None:
@@ -572,66 +578,48 @@ def _deployment_status(
     status.update({key: value for key, value in counts.items() if value})
     conditions = [dict(item) for item in old_status.get("conditions") or ()]
 
-    def deployment_condition(type_: str, state: str, reason: str, message: str) -> dict:
-        return condition(
-            type_,
-            state,
-            reason,
-            message,
-            now,
-            find_condition(conditions, type_),
-            update_time=True,
+    def set_condition(type_: str, state: str, reason: str, message: str) -> None:
+        _set_deployment_condition(
+            conditions,
+            condition(
+                type_,
+                state,
+                reason,
+                message,
+                now,
+                find_condition(conditions, type_),
+                update_time=True,
+            ),
         )
 
     if available >= replicas - max_unavailable:
-        _set_deployment_condition(
-            conditions,
-            deployment_condition(
-                "Available",
-                "True",
-                "MinimumReplicasAvailable",
-                "Deployment has minimum availability.",
-            ),
+        set_condition(
+            "Available", "True", "MinimumReplicasAvailable", "Deployment has minimum availability."
         )
     else:
-        _set_deployment_condition(
-            conditions,
-            deployment_condition(
-                "Available",
-                "False",
-                "MinimumReplicasUnavailable",
-                "Deployment does not have minimum availability.",
-            ),
+        set_condition(
+            "Available",
+            "False",
+            "MinimumReplicasUnavailable",
+            "Deployment does not have minimum availability.",
         )
     name = metadata_of(deployment)["name"]
     subject = f'ReplicaSet "{metadata_of(new_rs)["name"]}"' if new_rs is not None else f'Deployment "{name}"'
     if spec.get("progressDeadlineSeconds") == _NO_DEADLINE:
         conditions = [item for item in conditions if item.get("type") != "Progressing"]
     elif spec.get("paused"):
-        _set_deployment_condition(
-            conditions,
-            deployment_condition("Progressing", "Unknown", "DeploymentPaused", "Deployment is paused"),
-        )
+        set_condition("Progressing", "Unknown", "DeploymentPaused", "Deployment is paused")
     elif (
         counts["updatedReplicas"] == replicas
         and counts["replicas"] == replicas
         and available == replicas
         and new_rs is not None
     ):
-        _set_deployment_condition(
-            conditions,
-            deployment_condition(
-                "Progressing",
-                "True",
-                "NewReplicaSetAvailable",
-                f"{subject} has successfully progressed.",
-            ),
+        set_condition(
+            "Progressing", "True", "NewReplicaSetAvailable", f"{subject} has successfully progressed."
         )
     else:
-        _set_deployment_condition(
-            conditions,
-            deployment_condition("Progressing", "True", "ReplicaSetUpdated", f"{subject} is progressing."),
-        )
+        set_condition("Progressing", "True", "ReplicaSetUpdated", f"{subject} is progressing.")
     status["conditions"] = conditions
     if "collisionCount" in old_status:
         status["collisionCount"] = old_status["collisionCount"]
@@ -643,12 +631,10 @@ def _deployment_status(
 
 def sync_replica_set(controllers: Controllers, namespace: str, name: str) -> Optional[dict]:
     """The ReplicaSet controller's C{syncReplicaSet}; returns the ReplicaSet."""
-    rs = get_or_none(controllers.store, REPLICA_SETS, namespace, name)
-    if rs is None:
+    workload = _read_workload(controllers, REPLICA_SETS, namespace, name)
+    if workload is None:
         return None
-    uid = uid_of(rs)
-    spec = rs.get("spec") or {}
-    template = spec.get("template") or {}
+    rs, uid, spec, template = workload
     pods = [pod for pod in _owned_pods(controllers, namespace, uid) if _active(pod)]
     if not deleting(rs):
         wanted = _replicas(spec)
@@ -663,7 +649,7 @@ def sync_replica_set(controllers: Controllers, namespace: str, name: str) -> Opt
                 reverse=True,
             )
             ordered.sort(key=_deletion_rank)
-            _delete_pods(controllers, ordered[: len(pods) - wanted])
+            _delete(controllers, PODS, ordered[: len(pods) - wanted])
         pods = [pod for pod in _owned_pods(controllers, namespace, uid) if _active(pod)]
     selector_labels = (template.get("metadata") or {}).get("labels") or {}
     ready = sum(1 for pod in pods if _pod_ready(pod))
@@ -771,12 +757,10 @@ def _daemon_pod_spec(template_spec: Mapping, node_name: str) -> dict:
 
 def sync_daemon_set(controllers: Controllers, namespace: str, name: str) -> None:
     """The DaemonSet controller: one pod per Node the template fits."""
-    ds = get_or_none(controllers.store, DAEMON_SETS, namespace, name)
-    if ds is None:
+    workload = _read_workload(controllers, DAEMON_SETS, namespace, name)
+    if workload is None:
         return
-    uid = uid_of(ds)
-    spec = ds.get("spec") or {}
-    template = spec.get("template") or {}
+    ds, uid, spec, template = workload
     template_spec = template.get("spec") or {}
     generation = str(
         (metadata_of(ds).get("annotations") or {}).get(TEMPLATE_GENERATION_ANNOTATION)
@@ -799,13 +783,13 @@ def sync_daemon_set(controllers: Controllers, namespace: str, name: str) -> None
             by_node.setdefault((pod.get("spec") or {}).get("nodeName") or "", []).append(pod)
         for node_name, node_pods in by_node.items():
             if node_name not in wanted:
-                _delete_pods(controllers, node_pods)
+                _delete(controllers, PODS, node_pods)
             elif len(node_pods) > 1:
-                _delete_pods(controllers, node_pods[1:])
+                _delete(controllers, PODS, node_pods[1:])
         for node_name in wanted:
             current = by_node.get(node_name, [])[:1]
             if current and not on_delete and _labels(current[0]).get(CONTROLLER_REVISION_HASH) != hash_:
-                _delete_pods(controllers, current)
+                _delete(controllers, PODS, current)
                 current = []
             if not current:
                 pod = _pod_from_template(
@@ -849,12 +833,10 @@ def sync_daemon_set(controllers: Controllers, namespace: str, name: str) -> None
 def sync_stateful_set(controllers: Controllers, namespace: str, name: str) -> None:
     """The StatefulSet controller: pods C{<name>-0} to C{<name>-(n-1)}."""
     store = controllers.store
-    sts = get_or_none(store, STATEFUL_SETS, namespace, name)
-    if sts is None:
+    workload = _read_workload(controllers, STATEFUL_SETS, namespace, name)
+    if workload is None:
         return
-    uid = uid_of(sts)
-    spec = sts.get("spec") or {}
-    template = spec.get("template") or {}
+    sts, uid, spec, template = workload
     replicas = _replicas(spec)
     on_delete = (spec.get("updateStrategy") or {}).get("type") == "OnDelete"
     if not deleting(sts):
@@ -867,7 +849,7 @@ def sync_stateful_set(controllers: Controllers, namespace: str, name: str) -> No
             current = pods.pop(pod_name, None)
             outdated = current is not None and _labels(current).get(CONTROLLER_REVISION_HASH) != revision_name
             if outdated and not on_delete:
-                _delete_pods(controllers, [current])
+                _delete(controllers, PODS, [current])
                 current = None
             if current is not None or get_or_none(store, PODS, namespace, pod_name) is not None:
                 continue
@@ -891,7 +873,7 @@ def sync_stateful_set(controllers: Controllers, namespace: str, name: str) -> No
             _create_pod(controllers, pod)
         # Ordinals beyond the size go, the highest first.
         extra = sorted(pods.values(), key=lambda pod: metadata_of(pod)["name"], reverse=True)
-        _delete_pods(controllers, extra)
+        _delete(controllers, PODS, extra)
     else:
         revision_name, _ = _ensure_revision(controllers, sts, template, create=False)
     pods_now = [pod for pod in _owned_pods(controllers, namespace, uid) if _active(pod)]
@@ -925,11 +907,10 @@ def _finished(job: Mapping) -> bool:
 
 def sync_job(controllers: Controllers, namespace: str, name: str) -> None:
     """The Job controller: run the pods to completion and report it."""
-    job = get_or_none(controllers.store, JOBS, namespace, name)
-    if job is None:
+    workload = _read_workload(controllers, JOBS, namespace, name)
+    if workload is None:
         return
-    uid = uid_of(job)
-    spec = job.get("spec") or {}
+    job, uid, spec, template = workload
     pods = _owned_pods(controllers, namespace, uid)
     # Pods whose success has been counted lose the tracking finalizer.
     for pod in pods:
@@ -944,7 +925,6 @@ def sync_job(controllers: Controllers, namespace: str, name: str) -> None:
     completions = spec.get("completions")
     if completions is None:
         completions = 1 if parallelism else 0
-    template = spec.get("template") or {}
     succeeded = sum(1 for pod in pods if (pod.get("status") or {}).get("phase") == "Succeeded")
     active = sum(1 for pod in pods if _active(pod))
     while parallelism and succeeded + active < completions:

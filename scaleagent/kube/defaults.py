@@ -576,7 +576,7 @@ class _Plan:
             self.defaulters.append(own)
         declarative = _FIELD_DEFAULTS.get(name)
         if declarative is not None:
-            self.defaulters.append(_declarative_defaulter(declarative))
+            self.defaulters.append(_member_defaults(*declarative))
         in_core = name.startswith("core/v1.")
         for _, json_name, type_name, flags in table:
             if "i" in flags:
@@ -938,17 +938,20 @@ def _items(obj: dict, key: str) -> list:
     return copy
 
 
-def _declarative_defaulter(defaults: tuple) -> Defaulter:
+def _member_defaults(*defaults: tuple[str, Any, bool]) -> Defaulter:
     """
-    The C{+default} markers of a message's members: set when the member is
-    its Go zero value (C{nil} for pointers).
+    Set each C{(member, value, pointer)} whose member is its Go zero value
+    (C{nil} for pointers): a message's C{+default} markers, or a
+    C{SetDefaults_*} function that does no more than that.
     """
 
     def apply(obj: dict) -> None:
         for name, value, pointer in defaults:
             current = obj.get(name)
             if current is None if pointer else _empty(current):
-                obj[name] = value
+                # Each object gets its own {} (a webhook's selectors), so
+                # that changing one in place changes no other.
+                obj[name] = dict(value) if type(value) is dict else value
 
     return apply
 
@@ -1111,42 +1114,17 @@ def _volume(obj: dict) -> None:
         obj["image"] = image
 
 
-def _default_mode(obj: dict) -> None:
-    if obj.get("defaultMode") is None:
-        obj["defaultMode"] = 0o644
-
-
-def _host_path(obj: dict) -> None:
-    if obj.get("type") is None:
-        obj["type"] = ""
-
-
-def _token_projection(obj: dict) -> None:
-    if obj.get("expirationSeconds") is None:
-        obj["expirationSeconds"] = 3600
-
-
-def _field_selector(obj: dict) -> None:
-    if _empty(obj.get("apiVersion")):
-        obj["apiVersion"] = "v1"
-
-
-def _probe(obj: dict) -> None:
-    for name, value in (
-        ("timeoutSeconds", 1),
-        ("periodSeconds", 10),
-        ("successThreshold", 1),
-        ("failureThreshold", 3),
-    ):
-        if _empty(obj.get(name)):
-            obj[name] = value
-
-
-def _http_get(obj: dict) -> None:
-    if _empty(obj.get("path")):
-        obj["path"] = "/"
-    if _empty(obj.get("scheme")):
-        obj["scheme"] = "HTTP"
+_default_mode = _member_defaults(("defaultMode", 0o644, True))
+_host_path = _member_defaults(("type", "", True))
+_token_projection = _member_defaults(("expirationSeconds", 3600, True))
+_field_selector = _member_defaults(("apiVersion", "v1", False))
+_probe = _member_defaults(
+    ("timeoutSeconds", 1, False),
+    ("periodSeconds", 10, False),
+    ("successThreshold", 1, False),
+    ("failureThreshold", 3, False),
+)
+_http_get = _member_defaults(("path", "/", False), ("scheme", "HTTP", False))
 
 
 def _service(obj: dict) -> None:
@@ -1224,9 +1202,7 @@ def _namespace(obj: dict) -> None:
         obj["metadata"] = metadata
 
 
-def _namespace_status(obj: dict) -> None:
-    if _empty(obj.get("phase")):
-        obj["phase"] = "Active"
+_namespace_status = _member_defaults(("phase", "Active", False))
 
 
 def _node_status(obj: dict) -> None:
@@ -1251,9 +1227,7 @@ def _persistent_volume_claim(obj: dict) -> None:
         status["phase"] = "Pending"
 
 
-def _persistent_volume_claim_spec(obj: dict) -> None:
-    if obj.get("volumeMode") is None:
-        obj["volumeMode"] = "Filesystem"
+_persistent_volume_claim_spec = _member_defaults(("volumeMode", "Filesystem", True))
 
 
 def _limit_range_item(obj: dict) -> None:
@@ -1405,9 +1379,7 @@ def _cron_job(obj: dict) -> None:
         spec["failedJobsHistoryLimit"] = 1
 
 
-def _pod_failure_pattern(obj: dict) -> None:
-    if _empty(obj.get("status")):
-        obj["status"] = "True"
+_pod_failure_pattern = _member_defaults(("status", "True", False))
 
 
 # -- other groups ------------------------------------------------------------------------
@@ -1422,9 +1394,7 @@ def _network_policy(obj: dict) -> None:
         spec["policyTypes"] = types
 
 
-def _network_policy_port(obj: dict) -> None:
-    if obj.get("protocol") is None:
-        obj["protocol"] = "TCP"
+_network_policy_port = _member_defaults(("protocol", "TCP", True))
 
 
 def _ingress_class(obj: dict) -> None:
@@ -1436,16 +1406,10 @@ def _ingress_class(obj: dict) -> None:
             parameters["scope"] = "Cluster"
 
 
-def _priority_class(obj: dict) -> None:
-    if obj.get("preemptionPolicy") is None:
-        obj["preemptionPolicy"] = "PreemptLowerPriority"
-
-
-def _storage_class(obj: dict) -> None:
-    if obj.get("reclaimPolicy") is None:
-        obj["reclaimPolicy"] = "Delete"
-    if obj.get("volumeBindingMode") is None:
-        obj["volumeBindingMode"] = "Immediate"
+_priority_class = _member_defaults(("preemptionPolicy", "PreemptLowerPriority", True))
+_storage_class = _member_defaults(
+    ("reclaimPolicy", "Delete", True), ("volumeBindingMode", "Immediate", True)
+)
 
 
 def _csi_driver(obj: dict) -> None:
@@ -1477,46 +1441,23 @@ def _subject(obj: dict) -> None:
         obj["apiGroup"] = "rbac.authorization.k8s.io"
 
 
-def _webhook(mutating: bool) -> Defaulter:
-    def apply(obj: dict) -> None:
-        for name, value in (
-            ("failurePolicy", "Fail"),
-            ("matchPolicy", "Equivalent"),
-            ("namespaceSelector", {}),
-            ("objectSelector", {}),
-            ("timeoutSeconds", 10),
-        ):
-            if obj.get(name) is None:
-                obj[name] = value
-        if mutating and obj.get("reinvocationPolicy") is None:
-            obj["reinvocationPolicy"] = "Never"
-
-    return apply
-
-
-def _webhook_rule(obj: dict) -> None:
-    if obj.get("scope") is None:
-        obj["scope"] = "*"
-
-
-def _webhook_service(obj: dict) -> None:
-    if obj.get("port") is None:
-        obj["port"] = 443
-
-
-def _policy_spec(obj: dict) -> None:
-    if obj.get("failurePolicy") is None:
-        obj["failurePolicy"] = "Fail"
-
-
-def _match_resources(obj: dict) -> None:
-    for name, value in (
-        ("matchPolicy", "Equivalent"),
-        ("namespaceSelector", {}),
-        ("objectSelector", {}),
-    ):
-        if obj.get(name) is None:
-            obj[name] = value
+_WEBHOOK_DEFAULTS = (
+    ("failurePolicy", "Fail", True),
+    ("matchPolicy", "Equivalent", True),
+    ("namespaceSelector", {}, True),
+    ("objectSelector", {}, True),
+    ("timeoutSeconds", 10, True),
+)
+_validating_webhook = _member_defaults(*_WEBHOOK_DEFAULTS)
+_mutating_webhook = _member_defaults(*_WEBHOOK_DEFAULTS, ("reinvocationPolicy", "Never", True))
+_webhook_rule = _member_defaults(("scope", "*", True))
+_webhook_service = _member_defaults(("port", 443, True))
+_policy_spec = _member_defaults(("failurePolicy", "Fail", True))
+_match_resources = _member_defaults(
+    ("matchPolicy", "Equivalent", True),
+    ("namespaceSelector", {}, True),
+    ("objectSelector", {}, True),
+)
 
 
 def _hpa_v1(obj: dict) -> None:
@@ -1570,11 +1511,7 @@ def _hpa_v2(obj: dict) -> None:
         behavior["scaleDown"] = _scaling_rules(behavior.get("scaleDown"), _SCALE_DOWN_RULES)
 
 
-def _endpoint_slice_port(obj: dict) -> None:
-    if obj.get("name") is None:
-        obj["name"] = ""
-    if obj.get("protocol") is None:
-        obj["protocol"] = "TCP"
+_endpoint_slice_port = _member_defaults(("name", "", True), ("protocol", "TCP", True))
 
 
 # The SetDefaults_* functions (and conversion round-trip effects) by the
@@ -1623,8 +1560,8 @@ _DEFAULTERS: dict[str, Defaulter] = {
     "rbac/v1.ClusterRoleBinding": _role_binding,
     "rbac/v1.RoleBinding": _role_binding,
     "rbac/v1.Subject": _subject,
-    "admissionregistration/v1.ValidatingWebhook": _webhook(False),
-    "admissionregistration/v1.MutatingWebhook": _webhook(True),
+    "admissionregistration/v1.ValidatingWebhook": _validating_webhook,
+    "admissionregistration/v1.MutatingWebhook": _mutating_webhook,
     "admissionregistration/v1.Rule": _webhook_rule,
     "admissionregistration/v1.ServiceReference": _webhook_service,
     "admissionregistration/v1.ValidatingAdmissionPolicySpec": _policy_spec,

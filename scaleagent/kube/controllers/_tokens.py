@@ -213,25 +213,20 @@ def observe_service_account(
 
 def _drop_reference(controllers: Controllers, secret: Mapping) -> None:
     """C{removeSecretReference}: a deleted token leaves its account's C{secrets}."""
-    annotations = _annotations(secret)
-    account_name = annotations.get(SERVICE_ACCOUNT_NAME_ANNOTATION)
-    if not account_name:
-        return
-    metadata = metadata_of(secret)
-    namespace = metadata.get("namespace", "")
-    account = get_or_none(controllers.store, SERVICE_ACCOUNTS, namespace, account_name)
+    account = _account_of(controllers, secret)
     if account is None:
         return
-    uid = annotations.get(SERVICE_ACCOUNT_UID_ANNOTATION)
-    if uid and uid != uid_of(account):
-        return
     references = account.get("secrets") or []
-    kept = [reference for reference in references if reference.get("name") != metadata.get("name")]
+    name = metadata_of(secret).get("name")
+    kept = [reference for reference in references if reference.get("name") != name]
     if len(kept) == len(references):
         return
     new = dict(account)
     new["secrets"] = kept
-    controllers.update_quietly(SERVICE_ACCOUNTS, namespace, account_name, new)
+    account_metadata = metadata_of(account)
+    controllers.update_quietly(
+        SERVICE_ACCOUNTS, account_metadata.get("namespace", ""), account_metadata["name"], new
+    )
 
 
 def fill_token_secrets(controllers: Controllers) -> None:

@@ -40,7 +40,8 @@ from twisted.internet import defer, protocol, ssl, task
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ProcessExitedAlready
 from twisted.internet.interfaces import IReactorTime
-from twisted.logger import Logger
+from twisted.logger import ILogObserver, Logger, formatEvent, globalLogPublisher
+from zope.interface import provider
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SkipTest, TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
@@ -726,3 +727,52 @@ async def start_refagent(
     )
     testcase.addCleanup(proc.stop)
     return proc
+
+
+class LogWatch:
+    """
+    Every log event of a test, kept so that its clean-up can check that no
+    secret was logged (here, or in a stand-in's stderr: what Rancher would
+    log about us).
+
+    Create it in C{setUp} I{after} adding the check as a clean-up:
+    clean-ups run last-in first-out, so the check then runs once everything
+    has logged and the observer is gone.
+    """
+
+    def __init__(self, testcase: Any) -> None:
+        self.events: list[dict[str, Any]] = []
+
+        @provider(ILogObserver)
+        def observer(event: dict[str, Any]) -> None:
+            self.events.append(event)
+
+        globalLogPublisher.addObserver(observer)
+        testcase.addCleanup(globalLogPublisher.removeObserver, observer)
+
+    def secret_leaks(self, secrets: list[str], standins: list["StandinProcess"]) -> list[str]:
+        """
+        Where any of C{secrets} was logged; each entry names the event or
+        the stand-in, never the secret.
+        """
+        leaks = []
+        for index, event in enumerate(self.events):
+            text = formatEvent(event) or ""
+            try:
+                text += repr(event)
+            except Exception:
+                pass
+            if any(secret in text for secret in secrets):
+                leaks.append(f"log event #{index} ({event.get('log_format')!r}) holds a secret")
+        for standin in standins:
+            if any(secret in standin.stderr_text() for secret in secrets):
+                leaks.append("the stand-in logged a secret")
+        return leaks
+
+    def failures(self) -> list[str]:
+        """The failures (tracebacks) that were logged."""
+        return [
+            formatEvent(event) or repr(event.get("log_format"))
+            for event in self.events
+            if event.get("log_failure") is not None
+        ]

@@ -49,12 +49,11 @@ from typing import Any, Iterator, NamedTuple, Optional, Union
 import yaml
 from twisted.internet.defer import Deferred
 from twisted.internet.ssl import Certificate, optionsForClientTLS
-from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool, readBody
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IPolicyForHTTPS
-from zope.interface import implementer, provider
+from zope.interface import implementer
 
 from scaleagent.config import bundled_templates_dir
 from scaleagent.identity import ClusterIdentity
@@ -65,7 +64,7 @@ from scaleagent.steve import SteveSite
 from scaleagent.tunnel.heartbeat import Heartbeat
 from scaleagent.tunnel.service import Tunnel, TunnelState
 from scaleagent.tunnel.trust import RancherTrust
-from tests.standin import StandinProcess, start_standin, wait_for
+from tests.standin import LogWatch, StandinProcess, start_standin, wait_for
 
 #: What the simulated cluster announces as its API server.
 API_ADDRESS = "10.43.0.1:443"
@@ -522,47 +521,20 @@ class KubeAcceptanceTests(TestCase):
     def setUp(self) -> None:
         self.reactor = _reactor()
         self.secrets: list[str] = []
-        self.events: list[dict[str, Any]] = []
         self.standins: list[StandinProcess] = []
-
-        @provider(ILogObserver)
-        def observe(event: dict[str, Any]) -> None:
-            self.events.append(event)
-
-        # Cleanups run last-in first-out: this check runs after everything
-        # (the tunnels' stop included) has logged.
+        # The check runs after everything (the tunnels' stop included) has
+        # logged: see LogWatch.
         self.addCleanup(self.assert_clean_logs)
-        globalLogPublisher.addObserver(observe)
-        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        self.logs = LogWatch(self)
 
     def assert_clean_logs(self) -> None:
         """No secret in any log; no failure (traceback) logged at all."""
         self.assertTrue(self.secrets)
         if self.standins:
             # (A test that reuses the suite's result built no rig.)
-            self.assertTrue(self.events)
-        for index, event in enumerate(self.events):
-            text = formatEvent(event) or ""
-            try:
-                text += repr(event)
-            except Exception:
-                pass
-            leaked = [secret for secret in self.secrets if secret in text]
-            # The failure names the event, never the secret.
-            self.assertFalse(
-                leaked, f"log event #{index} ({event.get('log_format')!r}) holds a secret"
-            )
-        failures = [
-            formatEvent(event) or repr(event.get("log_format"))
-            for event in self.events
-            if event.get("log_failure") is not None
-        ]
-        self.assertEqual(failures, [], "failures (tracebacks) were logged")
-        for standin in self.standins:
-            stderr = standin.stderr_text()
-            self.assertFalse(
-                [s for s in self.secrets if s in stderr], "the stand-in logged a secret"
-            )
+            self.assertTrue(self.logs.events)
+        self.assertEqual(self.logs.secret_leaks(self.secrets, self.standins), [])
+        self.assertEqual(self.logs.failures(), [], "failures (tracebacks) were logged")
 
     async def rig(self) -> Rig:
         """

@@ -33,10 +33,9 @@ from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Factory, Protocol, connectionDone
-from twisted.logger import ILogObserver, LogLevel, formatEvent, globalLogPublisher
+from twisted.logger import LogLevel, formatEvent
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
-from zope.interface import provider
 
 from scaleagent.identity import ClusterIdentity
 from scaleagent.remotedialer import frames
@@ -62,7 +61,7 @@ from scaleagent.tunnel.service import (
     TunnelStatus,
 )
 from scaleagent.tunnel.trust import RancherTrust
-from tests.standin import StandinProcess, start_standin, wait_for
+from tests.standin import LogWatch, StandinProcess, start_standin, wait_for
 
 #: Where the stand-in's stream tests dial; our route sends it to the peer.
 PEER_ADDRESS = "127.0.0.1:7777"
@@ -298,18 +297,12 @@ class TunnelStandinTests(TestCase):
     def setUp(self) -> None:
         self.reactor = _reactor()
         self.secrets: list[str] = []
-        self.events: list[dict[str, Any]] = []
         self.standins: list[StandinProcess] = []
-
-        @provider(ILogObserver)
-        def observe(event: dict[str, Any]) -> None:
-            self.events.append(event)
-
-        # Cleanups run last-in first-out: the check runs after everything
-        # (tunnels stopping included) has logged and the observer is gone.
+        # The check runs after everything (tunnels stopping included) has
+        # logged: see LogWatch.
         self.addCleanup(self.assert_no_secret_logged)
-        globalLogPublisher.addObserver(observe)
-        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        self.logs = LogWatch(self)
+        self.events = self.logs.events
 
     def assert_no_secret_logged(self) -> None:
         if not self.secrets:
@@ -317,21 +310,7 @@ class TunnelStandinTests(TestCase):
             # test was skipped without a Go toolchain): nothing to leak.
             return
         self.assertTrue(self.events)
-        # Failures name the event, never the secret (so no assertIn and
-        # friends, whose messages would show it).
-        for index, event in enumerate(self.events):
-            text = formatEvent(event) or ""
-            try:
-                text += repr(event)
-            except Exception:
-                pass
-            if any(secret in text for secret in self.secrets):
-                self.fail(f"log event #{index} ({event.get('log_format')!r}) holds a secret")
-        # Nor does the other end's log: what Rancher would log about us.
-        for standin in self.standins:
-            stderr = standin.stderr_text()
-            if any(secret in stderr for secret in self.secrets):
-                self.fail("the stand-in logged a secret")
+        self.assertEqual(self.logs.secret_leaks(self.secrets, self.standins), [])
 
     # -- building blocks -----------------------------------------------------------
 

@@ -316,6 +316,23 @@ class Rig:
         self.test.assertEqual(body["created"], names)
         self.test.assertEqual(body["summary"]["total"], len(names))
 
+    async def wait_cluster_state(self, name: str, state: str, timeout: float = 60) -> dict[str, Any]:
+        """Wait until the daemon shows cluster C{name} in C{state}; its view."""
+        assert self.daemon is not None
+        daemon = self.daemon
+
+        async def probe() -> dict[str, Any]:
+            code, body = await daemon.control("GET", f"/clusters/{name}")
+            return body
+
+        return await wait_for(
+            probe,
+            timeout=timeout,
+            interval=POLL,
+            until=lambda c: c.get("state") == state,
+            what=f"{name} to be {state}",
+        )
+
     async def wait_daemon_active(
         self, names: list[str], timeout: float = ACTIVE_TIMEOUT
     ) -> dict[str, dict[str, Any]]:
@@ -802,17 +819,7 @@ class EndToEndTests(TestCase):
         code, body = await daemon.control("POST", "/clusters", {"name": "refused-1"})
         self.assertEqual(code, 202, body)
 
-        async def probe() -> dict[str, Any]:
-            code, body = await daemon.control("GET", "/clusters/refused-1")
-            return body
-
-        cluster = await wait_for(
-            probe,
-            timeout=60,
-            interval=POLL,
-            until=lambda c: c.get("state") == "error",
-            what="refused-1 to fail",
-        )
+        cluster = await rig.wait_cluster_state("refused-1", "error")
         self.assertIn("401", cluster["reason"])
         self.assertIn("BearerToken", cluster["reason"])
         self.assertIsNone(cluster["rancherId"])
@@ -838,17 +845,7 @@ class EndToEndTests(TestCase):
         code, body = await daemon.control("POST", "/clusters", {"name": "lonely-1"})
         self.assertEqual(code, 202, body)
 
-        async def probe() -> dict[str, Any]:
-            code, body = await daemon.control("GET", "/clusters/lonely-1")
-            return body
-
-        cluster = await wait_for(
-            probe,
-            timeout=60,
-            interval=POLL,
-            until=lambda c: c.get("state") == "error",
-            what="lonely-1 to fail",
-        )
+        cluster = await rig.wait_cluster_state("lonely-1", "error")
         self.assertIn("cannot reach Rancher", cluster["reason"])
         self.assertIsNotNone(cluster["retryAt"])
         self.assertIsNone(cluster["rancherId"])

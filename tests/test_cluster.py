@@ -9,12 +9,15 @@ whole daemon against it in C{tests.test_e2e}.)
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any, Optional
 
 from treq.testing import StubTreq
 from twisted.internet.defer import Deferred
 from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.resource import Resource
 
 from scaleagent.cluster import ClusterPhase
 from scaleagent.config import DEFAULT_TEMPLATE_NAME, bundled_templates_dir
@@ -82,6 +85,22 @@ class Harness:
         self.http.flush()
 
 
+class ImportsRedirected(Resource):
+    """The fake Rancher, but its import manifests answer 302 without a Location."""
+
+    isLeaf = True
+
+    def __init__(self, rancher: Resource) -> None:
+        super().__init__()
+        self._rancher = rancher
+
+    def render(self, request: Any) -> bytes:
+        if request.path.startswith(b"/v3/import/"):
+            request.setResponseCode(302)
+            return b""
+        return self._rancher.render(request)
+
+
 class LifecycleTests(SynchronousTestCase):
     def test_name_to_tunnels(self) -> None:
         """
@@ -139,6 +158,30 @@ class LifecycleTests(SynchronousTestCase):
         harness.settle(60)
         self.assertEqual(cluster.phase, ClusterPhase.CONNECTING, cluster.reason)
         self.assertIn("503", cluster.describe()["lastError"])
+        harness.stop()
+
+    def test_manifest_failure_does_not_show_the_token(self) -> None:
+        """
+        The import manifest URL holds the registration token; a failed
+        download (here a redirect without a Location, which Twisted reports
+        with the URL) is in the cluster's reason, the control API and the
+        log without it.
+        """
+        harness = Harness(self)
+        harness.http = StubTreq(ImportsRedirected(self.rancher.app.resource()))
+        harness.fleet.rancher._http = harness.http
+        with capturedLogs() as events:
+            harness.start()
+            cluster = harness.fleet.add("sim-1")
+            harness.settle(5)
+        self.assertEqual(cluster.phase, ClusterPhase.ERROR)
+        self.assertIn("downloading the import manifest", cluster.reason)
+        token = self.rancher.tokens[cluster.rancher.cluster_id]["token"]
+        shown = [cluster.reason, cluster.last_error, json.dumps(cluster.describe())]
+        shown += [(formatEvent(event) or "") + repr(event) for event in events]
+        self.assertTrue(any("downloading the import manifest" in text for text in shown[3:]))
+        for text in shown:
+            self.assertNotIn(token, text)
         harness.stop()
 
     def test_name_taken_is_not_retried(self) -> None:

@@ -13,12 +13,14 @@ from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.resource import Resource
 
 from scaleagent.rancher.client import (
     ClusterRef,
     RancherClient,
     RancherError,
     RetryPolicy,
+    manifest_url_secrets,
 )
 from scaleagent.rancher.manifest import parse_import_manifest
 from scaleagent.testing.fake_rancher import FakeRancher
@@ -175,3 +177,94 @@ class ClientTests(SynchronousTestCase):
         self.rancher.cacerts = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----"
         client = self.make_client("token-wrong:nope")
         self.assertEqual(self.drive(client.cacerts()), self.rancher.cacerts)
+
+
+REGISTRATION_TOKEN = "kq2xv7bnd9fzt4wm6hcrp8lsj5gy3a0eukq2xv7bnd9fzt4wm6hcrp8"
+MANIFEST_URL = f"https://rancher.test/v3/import/{REGISTRATION_TOKEN}_c-m-abcd1234.yaml"
+
+
+class _ImportAnswer(Resource):
+    """Answers every request with C{status}, C{headers} and C{body}."""
+
+    isLeaf = True
+
+    def __init__(self, status: int, body: bytes = b"", headers: dict[bytes, bytes] = {}) -> None:
+        super().__init__()
+        self.status = status
+        self.body = body
+        self.headers = headers
+
+    def render(self, request: Any) -> bytes:
+        request.setResponseCode(self.status)
+        for name, value in self.headers.items():
+            request.setHeader(name, value)
+        return self.body
+
+
+class ManifestURLSecretTests(SynchronousTestCase):
+    """
+    The import manifest URL is C{/v3/import/<token>_<cluster id>.yaml}:
+    whatever goes wrong downloading it, the error (which ends up in the
+    cluster's reason, the log and the control API) does not contain the
+    registration token.
+    """
+
+    def error_for(self, http: Any) -> RancherError:
+        client = RancherClient("https://rancher.test", API_TOKEN, http, Clock(), "i")
+        result: Deferred = ensureDeferred(client.import_manifest(MANIFEST_URL))
+        flush = getattr(http, "flush", None)
+        if flush is not None:
+            flush()
+        error = self.failureResultOf(result, RancherError).value
+        self.assertNotIn(REGISTRATION_TOKEN, str(error))
+        self.assertNotIn(REGISTRATION_TOKEN[:16], str(error))
+        self.assertIn("downloading the import manifest", str(error))
+        return error
+
+    def test_secrets_of_the_url(self) -> None:
+        self.assertEqual(
+            manifest_url_secrets(MANIFEST_URL),
+            (
+                f"{REGISTRATION_TOKEN}_c-m-abcd1234.yaml",
+                f"{REGISTRATION_TOKEN}_c-m-abcd1234",
+                REGISTRATION_TOKEN,
+            ),
+        )
+        self.assertEqual(manifest_url_secrets("https://rancher.test/"), ())
+
+    def test_redirect_without_location(self) -> None:
+        # Twisted's RedirectWithNoLocation names the URL it requested.
+        error = self.error_for(StubTreq(_ImportAnswer(302)))
+        self.assertEqual(error.kind, "network")
+        self.assertIn("No location header field", str(error))
+
+    def test_redirect_loop(self) -> None:
+        # InfiniteRedirection names the last URL of the loop.
+        error = self.error_for(StubTreq(_ImportAnswer(302, headers={b"location": MANIFEST_URL.encode()})))
+        self.assertIn("Infinite redirection", str(error))
+
+    def test_error_page_echoing_the_url(self) -> None:
+        # Cut at 200 characters, the echo would end inside the token.
+        body = ("x" * 140 + f" GET {MANIFEST_URL} not found").encode()
+        error = self.error_for(StubTreq(_ImportAnswer(404, body)))
+        self.assertEqual(error.kind, "not-found")
+        json_body = f'{{"message": "no token {REGISTRATION_TOKEN}"}}'.encode()
+        error = self.error_for(StubTreq(_ImportAnswer(500, json_body)))
+        self.assertIn("no token <redacted>", str(error))
+
+    def test_unexpected_exception(self) -> None:
+        class Broken:
+            def request(self, method: str, url: str, **kwargs: Any) -> Deferred:
+                return fail(ValueError(f"cannot use {url}"))
+
+        error = self.error_for(Broken())
+        self.assertIn("cannot use https://rancher.test/v3/import/<redacted>", str(error))
+
+    def test_network_errors(self) -> None:
+        # Whatever the message of a connection error holds.
+        class Refusing:
+            def request(self, method: str, url: str, **kwargs: Any) -> Deferred:
+                return fail(Failure(ConnectionRefusedError(url)))
+
+        error = self.error_for(Refusing())
+        self.assertIn("cannot reach Rancher", str(error))

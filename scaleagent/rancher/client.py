@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Optional
-from urllib.parse import quote, urlencode
+from typing import Any, Iterable, Optional
+from urllib.parse import quote, urlencode, urlsplit
 
 import treq
 from twisted.internet.defer import CancelledError, TimeoutError as DeferredTimeoutError
@@ -28,6 +28,8 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.web.client import ResponseFailed
+
+from scaleagent.config import REDACTED
 
 #: Where the UI creates imported clusters.
 FLEET_WORKSPACE = "fleet-default"
@@ -95,9 +97,40 @@ class RegistrationToken:
         return f"RegistrationToken(cluster_id={self.cluster_id!r}, manifest_url=<redacted>)"
 
 
-def _summarise_body(body: bytes) -> str:
-    """Rancher's error message, from norman/steve JSON or plain text."""
-    text = body.decode("utf-8", errors="replace").strip()
+def manifest_url_secrets(manifest_url: str) -> tuple[str, ...]:
+    """
+    The parts of an import manifest URL that must not be shown: Rancher
+    serves the manifest at C{/v3/import/<token>_<cluster id>.yaml}, so its
+    file name is the registration token.
+
+    @return: the file name, without C{.yaml}, and the token alone, longest
+        first (empty if the URL has no file name).
+    """
+    try:
+        path = urlsplit(manifest_url).path
+    except ValueError:
+        path = manifest_url
+    name = path.rstrip("/").rpartition("/")[2]
+    stem = name[: -len(".yaml")] if name.endswith(".yaml") else name
+    token = stem.rpartition("_")[0] or stem
+    return tuple(part for part in dict.fromkeys((name, stem, token)) if part)
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """C{text} with every occurrence of each of C{secrets} replaced."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        if secret:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def _summarise_body(body: bytes, secrets: Iterable[str] = ()) -> str:
+    """
+    Rancher's error message, from norman/steve JSON or plain text, with
+    C{secrets} redacted (before it is cut short, which could leave part of
+    one).
+    """
+    text = redact(body.decode("utf-8", errors="replace"), secrets).strip()
     try:
         document = json.loads(text)
     except ValueError:
@@ -109,8 +142,8 @@ def _summarise_body(body: bytes) -> str:
     return text[:200]
 
 
-def _error_for_status(status: int, body: bytes, what: str) -> RancherError:
-    detail = _summarise_body(body)
+def _error_for_status(status: int, body: bytes, what: str, secrets: Iterable[str] = ()) -> RancherError:
+    detail = _summarise_body(body, secrets)
     suffix = f": {detail}" if detail else ""
     if status == 401:
         return RancherError(
@@ -183,7 +216,14 @@ class RancherClient:
         authenticated: bool = True,
         expect_json: bool = True,
         ok: tuple[int, ...] = (200, 201, 202, 204),
+        secrets: tuple[str, ...] = (),
     ) -> tuple[int, Any]:
+        """
+        @param secrets: parts of C{path} that are credentials (a manifest
+            URL's token): kept out of every error message, whatever
+            Twisted or Rancher put in theirs (a redirect error names the
+            URL, an error page may echo it).
+        """
         url = path if path.startswith(("https://", "http://")) else self.server_url + path
         headers = {b"Accept": [b"application/json"]}
         if authenticated:
@@ -204,12 +244,19 @@ class RancherClient:
                 "timeout", f"{what}: no answer from Rancher within {self._timeout:g}s"
             ) from None
         except (ConnectError, DNSLookupError) as e:
-            raise RancherError("network", f"{what}: cannot reach Rancher: {e}") from None
+            raise RancherError("network", f"{what}: cannot reach Rancher: {redact(str(e), secrets)}") from None
         except ResponseFailed as e:
-            reasons = "; ".join(str(reason.value) for reason in e.reasons)
+            reasons = redact("; ".join(str(reason.value) for reason in e.reasons), secrets)
             raise RancherError("network", f"{what}: connection to Rancher failed: {reasons}") from None
+        except Exception as e:
+            if not secrets:
+                raise
+            # Whatever else fails (a URL treq cannot use...) would be logged
+            # with its message as an internal error: not with the token.
+            detail = redact(str(e), secrets) or type(e).__name__
+            raise RancherError("network", f"{what}: request failed: {detail}") from None
         if response.code not in ok:
-            raise _error_for_status(response.code, content, what)
+            raise _error_for_status(response.code, content, what, secrets)
         if not expect_json:
             return response.code, content
         if not content:
@@ -412,7 +459,12 @@ class RancherClient:
     async def import_manifest(self, manifest_url: str) -> str:
         """The YAML at a token's C{manifestUrl} (unauthenticated, as for kubectl)."""
         _, content = await self._request(
-            "GET", manifest_url, "downloading the import manifest", authenticated=False, expect_json=False
+            "GET",
+            manifest_url,
+            "downloading the import manifest",
+            authenticated=False,
+            expect_json=False,
+            secrets=manifest_url_secrets(manifest_url),
         )
         return content.decode("utf-8", errors="replace")
 

@@ -38,6 +38,7 @@ from twisted.logger import LogLevel
 
 from scaleagent.identity import split_host_port
 from scaleagent.persistence import atomic_write
+from scaleagent.yamlerrors import yaml_problem
 
 #: Where everything lives unless the twistd option says otherwise.
 DEFAULT_CONFIG_DIRECTORY = "~/.scale-cluster-agent"
@@ -501,8 +502,7 @@ def _parse_entries(text: str, shown: str) -> list[_Entry]:
     if first.startswith(("{", "[")) or structured:
         # It was meant to be YAML or JSON: its own error helps most.
         if yaml_error is not None:
-            mark = getattr(yaml_error, "problem_mark", None)
-            problem = getattr(yaml_error, "problem", None) or str(yaml_error)
+            problem, mark = yaml_problem(yaml_error)
             if mark is not None:
                 raise ConfigError(f"{shown} line {mark.line + 1}: not valid YAML/JSON: {problem}")
             raise ConfigError(f"{shown}: not valid YAML/JSON: {problem}")
@@ -535,13 +535,28 @@ def _entries_from_lines(text: str, shown: str) -> list[_Entry]:
         match = _LINE.match(stripped)
         if match is None:
             raise ConfigError(
-                f'{shown} line {number}: expected "Key: Value", got {json.dumps(stripped[:40])}'
+                f'{shown} line {number}: expected "Key: Value", got {_quote_line(stripped)}'
             )
         value = _TRAILING_COMMENT.sub("", match.group(2)).strip()
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
             value = value[1:-1]
         entries.append(_Entry(match.group(1), value, number))
     return entries
+
+
+def _quote_line(line: str) -> str:
+    """
+    A line that is not C{Key: Value}, for a message: its start, unless it
+    may hold a secret (a BearerToken or ControlToken line missing its
+    colon, a pasted API key).
+    """
+    lowered = line.lower()
+    for key in _KEYS.values():
+        if key.secret and key.name.lower() in lowered:
+            return f"a {key.name} line (not shown: it may hold a secret)"
+    if any(_BEARER_TOKEN.match(word) and "://" not in word for word in line.split()):
+        return "a line that looks like it holds an API key (not shown)"
+    return json.dumps(line[:40])
 
 
 def bundled_templates_dir() -> Path:

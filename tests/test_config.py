@@ -216,6 +216,24 @@ class ErrorTests(_Base):
         )
         self.assertNotIn(SECRET, message)
 
+    def test_malformed_secret_line_not_echoed(self) -> None:
+        """
+        A BearerToken or ControlToken line without its colon is reported
+        by line number, without quoting its value.
+        """
+        cases = {
+            f"BearerToken {TOKEN}": "a BearerToken line (not shown: it may hold a secret)",
+            f"bearertoken = {TOKEN}": "a BearerToken line (not shown: it may hold a secret)",
+            "ControlToken=hunter2secret": "a ControlToken line (not shown: it may hold a secret)",
+            f"Bearer {TOKEN}": "a line that looks like it holds an API key (not shown)",
+        }
+        for line, expected in cases.items():
+            with self.subTest(line=line):
+                message = self.load_error(f"RancherURL: https://r.example\n{line}\n")
+                self.assertEqual(message, f' line 2: expected "Key: Value", got {expected}')
+                for secret in (SECRET, SECRET[:8], "hunter2"):
+                    self.assertNotIn(secret, message)
+
     def test_bad_values(self) -> None:
         cases = {
             "LogLevel: verbose": (

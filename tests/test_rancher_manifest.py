@@ -72,6 +72,22 @@ class ErrorTests(SynchronousTestCase):
         error = self.assertRaises(ManifestError, parse_import_manifest, "a: [b")
         self.assertIn("not valid YAML", str(error))
 
+    def test_not_yaml_does_not_quote_the_token(self) -> None:
+        """
+        PyYAML quotes the text around the problem; in a cut-off manifest
+        that is the credentials Secret's token.
+        """
+        token_b64 = base64.b64encode(TEST_TOKEN.encode()).decode()
+        text = manifest("2.14.4")
+        self.assertIn(f'token: "{token_b64}"', text)
+        # Cut before the closing quote.
+        cut = text[: text.index(token_b64) + len(token_b64)]
+        error = self.assertRaises(ManifestError, parse_import_manifest, cut)
+        self.assertIn("not valid YAML", str(error))
+        self.assertIn("line ", str(error))
+        for secret in (TEST_TOKEN, token_b64, token_b64[:16]):
+            self.assertNotIn(secret, str(error))
+
     def test_html_error_page(self) -> None:
         """What a proxy or a wrong URL might serve instead."""
         self.assertRaises(ManifestError, parse_import_manifest, "<html><body>oops</body></html>")

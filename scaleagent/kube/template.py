@@ -55,6 +55,7 @@ from scaleagent.kube.resources import (
     ResourceType,
     UnsupportedAPIService,
 )
+from scaleagent.yamlerrors import yaml_problem
 
 
 class TemplateError(Exception):
@@ -176,13 +177,10 @@ def _load_yaml(text: str, filename: str) -> tuple[Any, _Marks]:
     try:
         # A SafeLoader subclass: it builds plain data only.
         document = yaml.load(text, Loader=_loader(marks, filename))  # noqa: S506
-    except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
-        line = mark.line + 1 if mark else None
-        problem = error.problem or str(error)
-        raise TemplateError(f"not valid YAML: {problem}", filename, line) from None
     except yaml.YAMLError as error:
-        raise TemplateError(f"not valid YAML: {error}", filename) from None
+        problem, mark = yaml_problem(error)
+        line = mark.line + 1 if mark is not None else None
+        raise TemplateError(f"not valid YAML: {problem}", filename, line) from None
     return document, marks
 
 

@@ -17,6 +17,8 @@ from typing import Any, Mapping, Optional
 
 import yaml
 
+from scaleagent.yamlerrors import yaml_problem
+
 AGENT_DEPLOYMENT = "cattle-cluster-agent"
 AGENT_CONTAINER = "cluster-register"
 AGENT_NAMESPACE = "cattle-system"
@@ -98,7 +100,9 @@ def parse_import_manifest(text: str) -> AgentSettings:
     try:
         documents = [doc for doc in yaml.safe_load_all(text) if doc]
     except yaml.YAMLError as e:
-        raise ManifestError(f"the import manifest is not valid YAML: {e}") from None
+        problem, mark = yaml_problem(e)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        raise ManifestError(f"the import manifest is not valid YAML: {problem}{where}") from None
     objects = []
     for document in documents:
         if not isinstance(document, dict) or "kind" not in document:

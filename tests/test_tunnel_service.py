@@ -557,3 +557,16 @@ class SecretsTests(TunnelTestCase):
         for status in self.statuses:
             for secret in SECRETS:
                 self.assertNotIn(secret, repr(status))
+
+    def test_no_token_with_txaio_at_debug(self) -> None:
+        """
+        Nor when txaio logs at debug level, where autobahn would show the
+        handshake request with the main tunnel's token and the steve
+        tunnel's Authorization header.
+        """
+        import txaio
+
+        level = txaio.get_global_log_level()
+        txaio.set_global_log_level("debug")
+        self.addCleanup(txaio.set_global_log_level, level)
+        self.test_no_token_in_any_log_event()

@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Protocol
 
+import txaio
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
 from autobahn.websocket.protocol import WebSocketProtocol, parseHttpHeader
 from autobahn.websocket.types import ConnectingRequest
@@ -268,6 +269,11 @@ class TunnelProtocol(WebSocketClientProtocol):
     @ivar opened_at: clock time of the successful handshake, or L{None}.
     @ivar socket_pauses: how often the socket's buffer filled up.
     """
+
+    #: autobahn logs the handshake request at debug level, headers and all:
+    #: the registration token. This logger stays at info whatever txaio's
+    #: global level is set to, so that line is never emitted.
+    log = txaio.make_logger(level="info")
 
     def __init__(
         self,

@@ -241,8 +241,6 @@ class Fleet(MultiService):
                 )
                 continue
             self.clusters[name] = cluster
-        for problem in getattr(self.state, "load_errors", []) or []:
-            self._log.error("state file problem: {problem}", problem=str(problem))
         if self.clusters:
             self._log.info("restored {count} clusters", count=len(self.clusters))
 

@@ -314,7 +314,10 @@ class _ReadyProtocol(protocol.ProcessProtocol):
             try:
                 announced = json.loads(line)
             except ValueError:
-                self.ready.errback(StandinError(f"readiness line is not JSON: {line[:200]!r}"))
+                # Not quoted: the line carries the stand-in's API token.
+                self.ready.errback(
+                    StandinError(f"readiness line is not JSON ({len(line)} bytes; see the stand-in's log)")
+                )
                 return
             self.ready.callback(announced)
 
